@@ -1,0 +1,5 @@
+//! `vitalcore` developer CLI.
+fn main() {
+    eprintln!("vitalcore: no commands yet");
+    std::process::exit(2);
+}

@@ -1,0 +1,5 @@
+#!/usr/bin/env bash
+# `make bench`: every benchmark, each comparing against the tool a user would otherwise pick.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+echo "no benchmarks yet"
