@@ -1,7 +1,15 @@
 //! `vitalcore-protocol`: serde-only wire types shared by devices and the backend.
 //!
 //! No tokio, no HTTP client, no database: both sides depend on this crate, so it stays small.
+//! Every serialized type has a snapshot test: the wire format changes only on purpose.
 #![warn(missing_docs)]
+
+pub mod manifest;
+
+pub use manifest::{
+    ArtifactRef, FeatureInput, InputSpec, ManifestSignature, ModelManifest, ModelVersion,
+    OutputSpec, SelfTest, SignedManifest, Task, MANIFEST_SCHEMA,
+};
 
 /// Version of the HTTP API these types belong to (the `/v1` path prefix).
 pub const API_VERSION: &str = "v1";
