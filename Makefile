@@ -37,13 +37,13 @@ data: $(CACHE)/.stamp
 
 lint:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --all-features --locked -- -D warnings
 
 fmt:
 	$(CARGO) fmt --all
 
 test-rust: data
-	$(CARGO) test --workspace --locked
+	$(CARGO) test --workspace --all-features --locked
 
 test-python: data
 	$(PY) -m pytest -q scripts/tests

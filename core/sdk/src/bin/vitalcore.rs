@@ -1,5 +1,0 @@
-//! `vitalcore` developer CLI.
-fn main() {
-    eprintln!("vitalcore: no commands yet");
-    std::process::exit(2);
-}
