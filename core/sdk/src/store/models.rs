@@ -28,14 +28,8 @@ impl Store {
             ));
         }
         self.write(|tx| {
-            let id = RecordId::random()?;
-            let row = row_id(&[&id.0, b.model.as_bytes(), b.version.as_bytes()]);
-            let keys = &self.keys;
-            let seal = |col, bytes: &[u8]| keys.meta.seal(&keys.rng, binding(&row, col), bytes).map_err(|_| StoreError::Random);
-            let manifest = seal("manifest", &b.manifest)?;
-            let artifact = seal("artifact", &b.artifact)?;
-            // The active pointer of a replaced version must follow it to the new row.
-            let old: Option<Vec<u8>> = tx
+            // Re-caching a version keeps its row id, so the active pointer stays valid.
+            let existing: Option<Vec<u8>> = tx
                 .tx
                 .query_row(
                     "SELECT id FROM model_bundles WHERE model = ?1 AND version = ?2",
@@ -43,14 +37,24 @@ impl Store {
                     |r| r.get(0),
                 )
                 .optional()?;
+            let id = match existing {
+                Some(id) => RecordId::from_slice(&id)?,
+                None => RecordId::random()?,
+            };
+            let row = row_id(&[&id.0, b.model.as_bytes(), b.version.as_bytes()]);
+            let keys = &self.keys;
+            let seal = |col, bytes: &[u8]| {
+                keys.meta
+                    .seal(&keys.rng, binding(&row, col), bytes)
+                    .map_err(|_| StoreError::Random)
+            };
+            let manifest = seal("manifest", &b.manifest)?;
+            let artifact = seal("artifact", &b.artifact)?;
             tx.tx.execute(
                 "INSERT INTO model_bundles (id, model, version, manifest, artifact) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (model, version) DO UPDATE SET id = excluded.id, manifest = excluded.manifest, artifact = excluded.artifact",
+                 ON CONFLICT (id) DO UPDATE SET manifest = excluded.manifest, artifact = excluded.artifact",
                 params![&id.0[..], b.model, b.version, manifest, artifact],
             )?;
-            if let Some(old) = old {
-                tx.tx.execute("UPDATE model_active SET bundle_id = ?1 WHERE bundle_id = ?2", params![&id.0[..], old])?;
-            }
             Ok(id)
         })
     }
