@@ -271,7 +271,9 @@ fn outbox_claim_fail_backoff_quarantine_and_ack() {
         }
     );
     assert_eq!(store.outbox_counts().expect("counts"), (1, 3));
-    let t = store.outbox_due(std::slice::from_ref(&training), 0, 10).expect("due");
+    let t = store
+        .outbox_due(std::slice::from_ref(&training), 0, 10)
+        .expect("due");
     let (batch, _) = store.outbox_claim(&[t[0].id]).expect("claim");
     drop(store);
     // A crash mid-upload: the batch is released on restart and acknowledged later.
