@@ -165,7 +165,7 @@ impl Store {
         // Until the key is proven, closing must not checkpoint the WAL into the main file: a
         // wrong-key open leaves the files exactly as they were.
         conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
-        let keys = match probe(&mut conn, &config, &root) {
+        let keys = match db::with_retry(config.busy_budget, || probe(&mut conn, &config, &root)) {
             Ok(k) => k,
             Err(e) if existed && db::is_corruption(&e) => {
                 drop(conn);
@@ -179,7 +179,9 @@ impl Store {
         drop(root);
         conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, false)?;
         db::apply_pragmas(&conn, true)?;
-        schema::migrate(&mut conn, config.schema_target)?;
+        db::with_retry(config.busy_budget, || {
+            schema::migrate(&mut conn, config.schema_target)
+        })?;
         db::verify_pragmas(&conn)?;
         let mut readers = Vec::with_capacity(config.readers);
         for _ in 0..config.readers {

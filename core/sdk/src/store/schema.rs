@@ -31,6 +31,11 @@ pub(crate) fn is_empty_database(conn: &Connection) -> Result<bool> {
 /// Applies migrations after `from` up to `target`, each in its own transaction.
 pub(crate) fn migrate(conn: &mut Connection, target: u32) -> Result<()> {
     for &(version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v <= target) {
+        // Checked without a lock first: opening an up-to-date store must not wait for another
+        // connection's write transaction.
+        if user_version(conn)? >= version {
+            continue;
+        }
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         // Re-read inside the write lock: another process may have migrated meanwhile.
         if user_version(&tx)? >= version {
