@@ -209,15 +209,15 @@ impl Store {
         id: &[u8],
         kind: String,
         key_id: i64,
-        features: &[u8],
-        detail: &[u8],
+        features: Vec<u8>,
+        detail: Vec<u8>,
     ) -> Result<CheckRecord> {
         let key = self.data_key(conn, key_id)?;
         let f = key
-            .open(check_binding(id, "features", key_id), features)
+            .open_owned(check_binding(id, "features", key_id), features)
             .map_err(unauthentic("checks", "features"))?;
         let d = key
-            .open(check_binding(id, "detail", key_id), detail)
+            .open_owned(check_binding(id, "detail", key_id), detail)
             .map_err(unauthentic("checks", "detail"))?;
         let kind = CheckKind::new(kind).map_err(|_| StoreError::Layout)?;
         Ok(CheckRecord::decode(
@@ -242,7 +242,7 @@ impl Store {
             match row {
                 None => Ok(None),
                 Some((kind, key_id, f, d, tag)) => {
-                    let c = self.decode_check_row(conn, &id.0, kind, key_id, &f, &d)?;
+                    let c = self.decode_check_row(conn, &id.0, kind, key_id, f, d)?;
                     if self.subject_tag(&c.subject) != tag {
                         return Err(StoreError::Integrity {
                             table: "checks",
@@ -277,7 +277,7 @@ impl Store {
                 let id: Vec<u8> = r.get(0)?;
                 let f: Vec<u8> = r.get(3)?;
                 let d: Vec<u8> = r.get(4)?;
-                let c = self.decode_check_row(conn, &id, r.get(1)?, r.get(2)?, &f, &d)?;
+                let c = self.decode_check_row(conn, &id, r.get(1)?, r.get(2)?, f, d)?;
                 if c.subject != q.subject {
                     // The plaintext tag was moved to this subject; the sealed subject says otherwise.
                     return Err(StoreError::Integrity { table: "checks", column: "subject_tag" });
@@ -308,14 +308,14 @@ impl Store {
                 let key = self.data_key(conn, key_id)?;
                 let row = row_id(&[&id, &check_id.0]);
                 let plain = key
-                    .open(
+                    .open_owned(
                         Binding {
                             table: "raw_windows",
                             row: &row,
                             column: "samples",
                             key_id,
                         },
-                        &sealed,
+                        sealed,
                     )
                     .map_err(unauthentic("raw_windows", "samples"))?;
                 out.push(RawWindow::decode(&plain)?);

@@ -152,6 +152,37 @@ impl SealKey {
     }
 }
 
+impl SealKey {
+    /// Opens a sealed value in its own buffer (no copy): the hot read path, where the row's
+    /// bytes were just fetched into a fresh `Vec`. The buffer is zeroized on drop, including
+    /// when authentication fails half way.
+    pub(crate) fn open_owned(
+        &self,
+        binding: Binding<'_>,
+        sealed: Vec<u8>,
+    ) -> Result<Zeroizing<Vec<u8>>, CryptoFail> {
+        let mut buf = Zeroizing::new(sealed);
+        if buf.len() < MIN_SEALED_LEN || buf[0] != SEAL_FORMAT {
+            return Err(CryptoFail::Unauthentic);
+        }
+        let nonce: [u8; NONCE_LEN] = buf[1..HEADER_LEN]
+            .try_into()
+            .map_err(|_| CryptoFail::Unauthentic)?;
+        let len = self
+            .key
+            .open_within(
+                Nonce::assume_unique_for_key(nonce),
+                aead::Aad::from(binding.aad()),
+                &mut buf,
+                HEADER_LEN..,
+            )
+            .map_err(|_| CryptoFail::Unauthentic)?
+            .len();
+        buf.truncate(len);
+        Ok(buf)
+    }
+}
+
 /// The nonce of a sealed value, for tests that check nonce uniqueness on raw files.
 pub fn sealed_nonce(sealed: &[u8]) -> Option<[u8; NONCE_LEN]> {
     if sealed.len() < MIN_SEALED_LEN || sealed[0] != SEAL_FORMAT {
