@@ -183,6 +183,13 @@ fn wrong_key_is_typed_and_changes_no_byte_even_with_a_pending_wal() {
         std::fs::write(crash.path().join(p.file_name().expect("name")), b).expect("copy");
     }
     drop(store);
+    let crash_wal = std::fs::metadata(crash.path().join("vitalcore.db-wal"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    assert!(
+        crash_wal > 0,
+        "the crash image must have committed frames in its WAL"
+    );
     for d in [dir.path(), crash.path()] {
         let before = file_state(d);
         for _ in 0..3 {
@@ -609,6 +616,7 @@ fn erasure_shreds_keys_so_leftover_ciphertext_is_unreadable() {
 
     let report = store.erase_subject(&alice).expect("erase");
     assert_eq!(report.keys_destroyed, 2);
+    assert!(report.wal_truncated);
     assert!(report.rows_deleted >= 20);
     assert!(store
         .history(&HistoryQuery::new(alice.clone(), T0 - 1, T0 + 3_600_000))

@@ -198,10 +198,10 @@ impl Store {
         })
     }
 
-    /// Closes every connection, checkpointing the WAL into the main file.
+    /// Checkpoints the WAL into the main file and closes every connection. The connections are
+    /// closed even when the checkpoint fails (the WAL is then replayed at the next open).
     pub fn close(self) -> Result<()> {
-        let _ = self.checkpoint();
-        Ok(())
+        self.checkpoint().map(|_| ())
     }
 
     /// The configuration the store was opened with.
@@ -292,12 +292,14 @@ impl Store {
     }
 
     /// Writes the WAL back into the main file and truncates it, so pages holding deleted data no
-    /// longer linger in the `-wal` file. Best effort while readers hold old snapshots.
-    pub fn checkpoint(&self) -> Result<()> {
+    /// longer linger in the `-wal` file. Returns `false` when a reader (possibly in another
+    /// process) held an old snapshot and the WAL could not be truncated completely; a later
+    /// checkpoint finishes the job.
+    pub fn checkpoint(&self) -> Result<bool> {
         let conn = lock(&self.writer);
         db::with_retry(self.config.busy_budget, || {
-            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
-                .map_err(StoreError::from)
+            let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+            Ok(busy == 0)
         })
     }
 
