@@ -132,7 +132,7 @@ impl CardiacAnalyzer {
             let hi = peaks.partition_point(|&p| p < end);
             let wpeaks = &peaks[lo..hi];
             let sqi = template_sqi(filtered, wpeaks, fs);
-            let (features, _) = cardiac_features(wpeaks, fs, sqi, &rr_from_peaks(wpeaks, fs));
+            let (features, _) = cardiac_features(wpeaks, sqi, &rr_from_peaks(wpeaks, fs));
             windows.push(WindowResult {
                 start_s: start as f64 / fs,
                 end_s: end as f64 / fs,
@@ -158,7 +158,7 @@ impl CardiacAnalyzer {
             windows_below_threshold: windows.iter().filter(|w| !w.acceptable).count(),
         };
         let rr = rr_from_peaks(&peaks, fs);
-        let (features, unavailable) = cardiac_features(&peaks, fs, sqi, &rr);
+        let (features, unavailable) = cardiac_features(&peaks, sqi, &rr);
         Ok(CardiacAnalysis {
             signal: self.detector.modality(),
             rate_hz: fs,
@@ -175,19 +175,14 @@ impl CardiacAnalyzer {
 }
 
 /// Feature set v1 (cardiac + quality) from beats and their RR series.
-fn cardiac_features(
-    peaks: &[usize],
-    _rate_hz: f64,
-    sqi: f64,
-    rr: &RrSeries,
-) -> (FeatureVector, Vec<Unavailable>) {
+fn cardiac_features(peaks: &[usize], sqi: f64, rr: &RrSeries) -> (FeatureVector, Vec<Unavailable>) {
     let mut fv = FeatureVector::for_sources(&[Source::Cardiac, Source::Quality]);
     let mut missing = Vec::new();
     fv.set("sqi", Some(sqi));
     fv.set("beat_count", Some(peaks.len() as f64));
     fv.set("ectopic_fraction", Some(rr.ectopic_fraction()));
     let nn = &rr.nn_ms;
-    match time_domain(nn) {
+    match time_domain(nn, &rr.nn_breaks) {
         Ok(t) => {
             for (name, v) in [
                 ("hr_mean", t.hr_mean),

@@ -51,8 +51,9 @@ pub struct TimeDomain {
     pub sd2: f64,
 }
 
-/// Time-domain and Poincare features of an NN series (ms).
-pub fn time_domain(nn: &[f64]) -> Result<TimeDomain> {
+/// Time-domain and Poincare features of an NN series (ms); `breaks` are indices where a
+/// new run starts after signal loss (no successive difference is taken across them).
+pub fn time_domain(nn: &[f64], breaks: &[usize]) -> Result<TimeDomain> {
     if nn.len() < MIN_NN_TIME {
         return Err(SignalError::TooShort {
             feature: "sdnn",
@@ -64,14 +65,25 @@ pub fn time_domain(nn: &[f64]) -> Result<TimeDomain> {
     let n = nn.len() as f64;
     let mean = nn.iter().sum::<f64>() / n;
     let sdnn = (nn.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
-    let nd = n - 1.0;
-    let (mut s, mut s2, mut c20, mut c50) = (0.0, 0.0, 0usize, 0usize);
-    for w in nn.windows(2) {
-        let d = w[1] - w[0];
+    let (mut s, mut s2, mut c20, mut c50, mut nd) = (0.0, 0.0, 0usize, 0usize, 0.0);
+    for i in 1..nn.len() {
+        if breaks.contains(&i) {
+            continue;
+        }
+        nd += 1.0;
+        let d = nn[i] - nn[i - 1];
         s += d;
         s2 += d * d;
         c20 += usize::from(d.abs() > 20.0);
         c50 += usize::from(d.abs() > 50.0);
+    }
+    if nd < 2.0 {
+        return Err(SignalError::TooShort {
+            feature: "rmssd",
+            needed: 2.0,
+            got: nd,
+            unit: "successive NN differences",
+        });
     }
     let dmean = s / nd;
     let rmssd = (s2 / nd).sqrt();
@@ -182,7 +194,7 @@ mod tests {
     fn time_domain_by_hand() {
         // Diffs: +100, -100, +50 -> rmssd = sqrt((1e4 + 1e4 + 2500) / 3).
         let nn = [800.0, 900.0, 800.0, 850.0];
-        let t = time_domain(&nn).expect("enough intervals");
+        let t = time_domain(&nn, &[]).expect("enough intervals");
         assert!((t.mean_nn - 837.5).abs() < 1e-12);
         assert!((t.rmssd - (22_500.0f64 / 3.0).sqrt()).abs() < 1e-9);
         assert!((t.hr_max - 75.0).abs() < 1e-12);
@@ -199,7 +211,7 @@ mod tests {
     #[test]
     fn too_short_names_the_feature() {
         assert!(matches!(
-            time_domain(&[800.0]),
+            time_domain(&[800.0], &[]),
             Err(SignalError::TooShort {
                 feature: "sdnn",
                 ..
