@@ -23,7 +23,7 @@ use crate::error::{Result, SignalError};
 use crate::feature_set::Source;
 use crate::features::{FeatureVector, Unavailable};
 use crate::filter::Sos;
-use crate::series::{check_finite, check_rate};
+use crate::series::{check_rate, check_samples};
 use crate::spectrum::fft;
 
 /// Lowest accelerometer rate accepted, Hz.
@@ -86,9 +86,9 @@ pub fn analyze_accel(x: &[f64], y: &[f64], z: &[f64], rate_hz: f64) -> Result<Ac
             right: if x.len() != y.len() { y.len() } else { z.len() },
         });
     }
-    check_finite(x)?;
-    check_finite(y)?;
-    check_finite(z)?;
+    check_samples(x)?;
+    check_samples(y)?;
+    check_samples(z)?;
     if rate_hz < ACCEL_MIN_RATE_HZ {
         return Err(SignalError::RateTooLow {
             analysis: "accelerometer analysis",

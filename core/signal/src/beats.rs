@@ -23,7 +23,7 @@
 
 use crate::error::{Result, SignalError};
 use crate::filter::{boxcar_smooth_into, most_prominent_peak, Sos};
-use crate::series::{check_finite, check_rate};
+use crate::series::{check_rate, check_samples};
 
 /// Refractory period between two beats, s.
 pub const REFRACTORY_S: f64 = 0.3;
@@ -102,7 +102,7 @@ impl BeatDetector {
 
     /// Detects beats in `x`, writing sample indices (increasing) into `peaks`.
     pub fn detect(&mut self, x: &[f64], peaks: &mut Vec<usize>) -> Result<()> {
-        check_finite(x)?;
+        check_samples(x)?;
         peaks.clear();
         self.filter.filtfilt_into(x, &mut self.filtered);
         let fs = self.rate_hz;

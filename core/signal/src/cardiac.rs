@@ -14,7 +14,7 @@ use crate::features::{FeatureVector, Unavailable};
 use crate::hrv::{frequency_domain, sample_entropy, time_domain};
 use crate::quality::{template_sqi, SQI_THRESHOLD};
 use crate::rr::{rr_from_peaks, ArtifactCounts, RrSeries};
-use crate::series::{check_finite, check_rate};
+use crate::series::{check_rate, check_samples};
 
 /// Length of an analysis window, s.
 pub const WINDOW_S: f64 = 60.0;
@@ -107,7 +107,7 @@ impl CardiacAnalyzer {
 
     /// Runs the full analysis on one recording.
     pub fn analyze(&mut self, x: &[f64]) -> Result<CardiacAnalysis> {
-        check_finite(x)?;
+        check_samples(x)?;
         let fs = self.rate_hz;
         let duration = x.len() as f64 / fs;
         if duration < MIN_CARDIAC_S {

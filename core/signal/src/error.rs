@@ -16,6 +16,13 @@ pub enum SignalError {
         /// Index of the first offending sample.
         index: usize,
     },
+    /// A sample's magnitude exceeds [`crate::series::MAX_ABS_SAMPLE`]: no sensor produces it,
+    /// and it would overflow the filter arithmetic.
+    #[error("sample magnitude out of range at index {index}")]
+    ValueOutOfRange {
+        /// Index of the first offending sample.
+        index: usize,
+    },
     /// The sample rate is outside `1..=2000` Hz (or not finite).
     #[error("sample rate {rate_hz} Hz is outside the supported range 1..=2000 Hz")]
     RateOutOfRange {

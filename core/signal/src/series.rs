@@ -48,6 +48,18 @@ pub fn check_finite(values: &[f64]) -> Result<()> {
     }
 }
 
+/// Largest accepted sample magnitude (any unit: mV, ADC counts, g).
+pub const MAX_ABS_SAMPLE: f64 = 1e12;
+
+/// Checks samples: non-empty, finite, magnitude at most [`MAX_ABS_SAMPLE`].
+pub fn check_samples(values: &[f64]) -> Result<()> {
+    check_finite(values)?;
+    match values.iter().position(|v| v.abs() > MAX_ABS_SAMPLE) {
+        Some(index) => Err(SignalError::ValueOutOfRange { index }),
+        None => Ok(()),
+    }
+}
+
 /// Checks timestamps: finite and strictly increasing.
 pub fn check_timestamps(times_s: &[f64]) -> Result<()> {
     check_finite(times_s)?;
@@ -74,7 +86,7 @@ impl Series {
     /// Validates uniform samples: non-empty, finite, rate in `1..=2000` Hz.
     pub fn new(values: Vec<f64>, rate_hz: f64) -> Result<Self> {
         check_rate(rate_hz)?;
-        check_finite(&values)?;
+        check_samples(&values)?;
         Ok(Self {
             values,
             rate_hz,
@@ -95,7 +107,7 @@ impl Series {
             });
         }
         check_timestamps(times_s)?;
-        check_finite(values)?;
+        check_samples(values)?;
         let limit = max_interpolation_gap_s(rate_hz);
         let mut segments = Vec::new();
         let mut gaps = Vec::new();
