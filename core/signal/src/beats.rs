@@ -75,7 +75,7 @@ impl BeatDetector {
                 4,
                 (0.45 * rate_hz).min(40.0),
                 rate_hz,
-            )?),
+            )?)?,
             Modality::Ppg => Sos::bandpass(3, 0.5, 8.0, rate_hz)?,
         };
         Ok(Self {

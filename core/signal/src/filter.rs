@@ -10,6 +10,9 @@
 
 use crate::error::{Result, SignalError};
 
+/// Most sections a cascade may hold (two order-8 filters).
+pub const MAX_SECTIONS: usize = 16;
+
 /// One second-order section, `a0` normalised to 1.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Biquad {
@@ -51,8 +54,8 @@ enum Kind {
 }
 
 fn butter(kind: Kind, order: usize, cutoff_hz: f64, rate_hz: f64) -> Result<Vec<Biquad>> {
-    if order == 0 || order > 12 {
-        return Err(SignalError::InvalidFilter("order must be 1..=12"));
+    if order == 0 || order > 8 {
+        return Err(SignalError::InvalidFilter("order must be 1..=8"));
     }
     if !(cutoff_hz.is_finite() && cutoff_hz > 0.0 && cutoff_hz < rate_hz / 2.0) {
         return Err(SignalError::InvalidFilter(
@@ -113,10 +116,13 @@ impl Sos {
         Ok(Self { sections })
     }
 
-    /// This filter followed by `next`.
-    pub fn then(mut self, next: Sos) -> Self {
+    /// This filter followed by `next` (at most [`MAX_SECTIONS`] sections in all).
+    pub fn then(mut self, next: Sos) -> Result<Self> {
+        if self.sections.len() + next.sections.len() > MAX_SECTIONS {
+            return Err(SignalError::InvalidFilter("too many sections"));
+        }
         self.sections.extend(next.sections);
-        self
+        Ok(self)
     }
 
     /// The sections.
@@ -175,21 +181,35 @@ impl Sos {
     /// Filters `buf` in place (backwards if `reverse`), starting from the steady state for
     /// its first sample in that direction.
     fn run(&self, buf: &mut [f64], reverse: bool) {
-        let n = buf.len();
-        let idx = |k: usize| if reverse { n - 1 - k } else { k };
-        let mut scale = buf[idx(0)];
-        for s in &self.sections {
+        let Some(&first) = (if reverse { buf.last() } else { buf.first() }) else {
+            return;
+        };
+        // All sections advance together, sample by sample: the sections' dependency chains
+        // then overlap in the CPU instead of running one after the other.
+        let n = self.sections.len().min(MAX_SECTIONS);
+        let mut state = [[0.0f64; 2]; MAX_SECTIONS];
+        let mut scale = first;
+        for (st, s) in state.iter_mut().zip(&self.sections) {
             let zi = s.step_state();
-            let (mut z1, mut z2) = (zi[0] * scale, zi[1] * scale);
-            for k in 0..n {
-                let v = &mut buf[idx(k)];
-                let x = *v;
-                let y = s.b[0] * x + z1;
-                z1 = s.b[1] * x - s.a[0] * y + z2;
-                z2 = s.b[2] * x - s.a[1] * y;
-                *v = y;
-            }
+            *st = [zi[0] * scale, zi[1] * scale];
             scale *= s.dc_gain();
+        }
+        let sections = &self.sections[..n];
+        let state = &mut state[..n];
+        let step = |v: &mut f64| {
+            let mut x = *v;
+            for (s, st) in sections.iter().zip(state.iter_mut()) {
+                let y = s.b[0] * x + st[0];
+                st[0] = s.b[1] * x - s.a[0] * y + st[1];
+                st[1] = s.b[2] * x - s.a[1] * y;
+                x = y;
+            }
+            *v = x;
+        };
+        if reverse {
+            buf.iter_mut().rev().for_each(step);
+        } else {
+            buf.iter_mut().for_each(step);
         }
     }
 }
