@@ -48,6 +48,21 @@ def heartpy_recordings(out: Path) -> list[dict]:
         _write(out, "heartpy_data2", "ppg", rate2, d2["hr"], times_s=d2["timer"] / 1000.0,
                source="heartpy wheel")
     )
+    # data3.csv: 11 minutes of PPG with wall-clock stamps quantised to the 15-16 ms OS tick, so a
+    # third of them repeat the previous one. The samples are uniform (rate = count / span); the
+    # stamps are kept separately, as seconds, for the duplicate-timestamp error test.
+    import pandas as pd
+
+    d3 = pd.read_csv(data_dir / "data3.csv")
+    stamps = pd.to_datetime(d3["datetime"], format="ISO8601")
+    t3 = (stamps - stamps.iloc[0]).dt.total_seconds().to_numpy()
+    v3 = d3["hr"].to_numpy(dtype=float)
+    rate3 = (len(t3) - 1) / float(t3[-1])
+    metas.append(_write(out, "heartpy_data3", "ppg", rate3, v3, source="heartpy wheel",
+                        note="stamps quantised to the OS tick; analysed as uniform"))
+    stamped = out.parent / "stamped"
+    stamped.mkdir(parents=True, exist_ok=True)
+    np.savetxt(stamped / "heartpy_data3_stamped.csv", np.column_stack([t3, v3]), fmt="%.3f,%.6g")
     return metas
 
 
@@ -150,13 +165,18 @@ def neurokit_reference(values: np.ndarray, signal: str, rate: float) -> dict:
         warnings.simplefilter("ignore")
         _, fixed = nk.signal_fixpeaks(peaks, sampling_rate=rate, iterative=True, method="Kubios")
         fixed = np.asarray(fixed, dtype=int)
-        corrected = nk.hrv_time(fixed, sampling_rate=rate).iloc[0]
+        corrected = nk.hrv_time(fixed, sampling_rate=rate).iloc[0].to_dict()
+        try:
+            corrected.update(nk.hrv_nonlinear(fixed, sampling_rate=rate).iloc[0].to_dict())
+        except Exception as e:  # too few beats for NeuroKit2's nonlinear indices
+            corrected["error_hrv_nonlinear"] = str(e)
     return {
         "version": nk.__version__,
         "peaks": peaks.tolist(),
         "hrv": _finite(hrv),
         "peaks_corrected": fixed.tolist(),
-        "hrv_corrected": _finite({k: float(v) for k, v in corrected.items() if np.isscalar(v)}),
+        "hrv_corrected": _finite({k: (float(v) if not isinstance(v, str) else v)
+                                  for k, v in corrected.items() if np.isscalar(v)}),
     }
 
 

@@ -33,7 +33,7 @@
 //! still holds such sub-600 ms intervals (if a NeuroKit2 update fixes it, the test says so).
 //!
 //! Which recordings pass the plausibility rule is asserted, so a change is noticed:
-//! heartpy_data1 and both simulated HRV recordings pass; MIT-BIH (frequent premature
+//! heartpy_data1, heartpy_data3 and both simulated HRV recordings pass; MIT-BIH (frequent premature
 //! ventricular beats, bigeminy runs) and heartpy_data2 (motion-corrupted first 30 s, an
 //! 8.6 s dropout) do not.
 
@@ -154,15 +154,17 @@ fn check(dir: &str, name: &str, expect_plausible: bool) -> (Recording, CardiacAn
             assert!(rel_err(v, r) <= 0.10, "{name}: {ours} differs > 10 %");
         }
     }
-    // Poincare and entropy, beyond the acceptance metrics: same rule, 5 %, where NeuroKit2
-    // computed them (it leaves sample entropy undefined on short recordings, as we do).
+    // Poincare and entropy, beyond the acceptance metrics: same rule and tolerance, against
+    // NeuroKit2's `hrv_nonlinear` on its corrected peaks, where it computed them (it leaves
+    // sample entropy undefined on short recordings, as we do). SD1 is RMSSD / sqrt(2), so it
+    // inherits RMSSD's tolerance.
     if is_plausible {
         for (ours, theirs) in [
             ("sd1", "HRV_SD1"),
             ("sd2", "HRV_SD2"),
             ("sample_entropy", "HRV_SampEn"),
         ] {
-            let (v, r) = (a.features.get(ours), nk["hrv"][theirs].as_f64());
+            let (v, r) = (a.features.get(ours), nk["hrv_corrected"][theirs].as_f64());
             eprintln!("{name}: {ours} {v:?} vs NeuroKit2 {r:?}");
             assert_eq!(
                 v.is_some(),
@@ -170,7 +172,7 @@ fn check(dir: &str, name: &str, expect_plausible: bool) -> (Recording, CardiacAn
                 "{name}: {ours} defined on one side only"
             );
             if let (Some(v), Some(r)) = (v, r) {
-                assert!(rel_err(v, r) <= 0.05, "{name}: {ours} differs > 5 %");
+                assert!(rel_err(v, r) <= 0.10, "{name}: {ours} differs > 10 %");
             }
         }
     }
@@ -278,4 +280,33 @@ fn simulated_noisy_ecg_with_baseline_wander_has_the_true_rate() {
 #[test]
 fn simulated_ppg_with_drift_has_the_true_rate() {
     check_truth("nk_ppg_65bpm_drift");
+}
+
+#[test]
+fn heartpy_data3_long_ppg_matches_neurokit2() {
+    let (_, a) = check("recordings", "heartpy_data3", true);
+    // Eleven minutes: 60 s windows every 30 s.
+    assert_eq!(a.windows.len(), 22);
+}
+
+#[test]
+fn heartpy_data3_quantised_stamps_are_a_typed_error() {
+    // The wall-clock stamps repeat (15-16 ms OS tick): the third row repeats the second.
+    let path = common::cache_dir().join("stamped/heartpy_data3_stamped.csv");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{} ({e}): run `make data` first", path.display()));
+    let (t, v): (Vec<f64>, Vec<f64>) = text
+        .lines()
+        .map(|l| {
+            let (a, b) = l.split_once(',').expect("t,value rows");
+            (
+                a.parse::<f64>().expect("number"),
+                b.parse::<f64>().expect("number"),
+            )
+        })
+        .unzip();
+    assert_eq!(
+        Series::from_timestamps(&t, &v, 100.0),
+        Err(vitalcore_signal::SignalError::DuplicateTimestamp { index: 2 })
+    );
 }
