@@ -36,12 +36,13 @@ for p in sorted(Path(sys.argv[1]).glob("*.json")):
                  v("lf_hf_ratio", "{:.2f}"), v("sample_entropy", "{:.2f}"),
                  v("ectopic_fraction", "{:.2f}"),
                  f"{q['sqi']:.2f}{'' if q['acceptable'] else ' (low)'}",
-                 str(len(r["windows"]))])
+                 f"{sum(1 for w in r['windows'] if w['acceptable'])}/{len(r['windows'])}"])
 head = ["recording", "signal", "Hz", "s", "beats", "HR bpm", "SDNN ms", "RMSSD ms",
-        "LF/HF", "SampEn", "ectopic", "SQI", "windows"]
+        "LF/HF", "SampEn", "ectopic", "SQI", "windows ok"]
 w = [max(len(x) for x in col) for col in zip(head, *rows)]
 for row in [head, ["-" * n for n in w], *rows]:
     print("  ".join(c.ljust(n) for c, n in zip(row, w)))
 print(f"\nSQI threshold {json.loads(next(Path(sys.argv[1]).glob('*.json')).read_text())['quality']['threshold']}; "
-      "features per 60 s window (30 s step) in `vitalcore analyze` JSON output.")
+      "windows ok = 60 s windows (30 s step) at or above it;\n"
+      "per-window features are in the `vitalcore analyze` JSON output.")
 PYEOF
