@@ -62,7 +62,8 @@ pub struct AccelAnalysis {
     pub features: FeatureVector,
     /// Features left `null` and why.
     pub unavailable: Vec<Unavailable>,
-    /// Consecutive [`ACCEL_WINDOW_S`] windows (the last may be shorter).
+    /// Consecutive [`ACCEL_WINDOW_S`] windows (the last may be shorter; a recording shorter
+    /// than one window is one window).
     pub windows: Vec<AccelWindow>,
 }
 
@@ -116,25 +117,23 @@ pub fn analyze_accel(x: &[f64], y: &[f64], z: &[f64], rate_hz: f64) -> Result<Ac
 
     let win = (ACCEL_WINDOW_S * rate_hz).round() as usize;
     let mut windows = Vec::new();
-    if mag.len() > win {
-        let mut start = 0;
-        while start < mag.len() {
-            let end = (start + win).min(mag.len());
-            let wsqi = accel_sqi(
-                &x[start..end],
-                &y[start..end],
-                &z[start..end],
-                &mag[start..end],
-                rate_hz,
-            );
-            let (features, _) = accel_features(&mag, &steps, start, end, rate_hz, wsqi);
-            windows.push(AccelWindow {
-                start_s: start as f64 / rate_hz,
-                end_s: end as f64 / rate_hz,
-                features,
-            });
-            start = end;
-        }
+    let mut start = 0;
+    while start < mag.len() {
+        let end = (start + win).min(mag.len());
+        let (xs, ys, zs, ms) = (
+            &x[start..end],
+            &y[start..end],
+            &z[start..end],
+            &mag[start..end],
+        );
+        let wsqi = accel_sqi(xs, ys, zs, ms, rate_hz);
+        let (features, _) = accel_features(&mag, &steps, start, end, rate_hz, wsqi);
+        windows.push(AccelWindow {
+            start_s: start as f64 / rate_hz,
+            end_s: end as f64 / rate_hz,
+            features,
+        });
+        start = end;
     }
     Ok(AccelAnalysis {
         rate_hz,
@@ -338,6 +337,7 @@ mod tests {
         assert_eq!(a.features.get("step_count"), Some(0.0));
         assert_eq!(a.features.get("cadence"), None);
         assert_eq!(a.features.get("intensity_class"), Some(0.0));
+        assert_eq!(a.windows.len(), 1);
     }
 
     #[test]
