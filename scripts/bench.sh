@@ -2,6 +2,10 @@
 # `make bench`: every benchmark, each comparing against the tool a user would otherwise pick.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+PY=${VITALCORE_PYTHON:-.venv/bin/python}
 
-# Encrypted store vs the same schema in plaintext SQLite (figures in BENCHMARKS.md, "Encrypted store").
+# Signal pipeline vs NeuroKit2 (BENCHMARKS.md, "Signal pipeline vs NeuroKit2").
+"$PY" scripts/bench_signal.py
+
+# Encrypted store vs the same schema in plaintext SQLite (BENCHMARKS.md, "Encrypted store").
 cargo bench --locked -p vitalcore --bench store
