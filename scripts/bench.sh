@@ -2,4 +2,7 @@
 # `make bench`: every benchmark, each comparing against the tool a user would otherwise pick.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-echo "no benchmarks yet"
+PY=${VITALCORE_PYTHON:-.venv/bin/python}
+
+# Signal pipeline vs NeuroKit2 (BENCHMARKS.md, "Signal pipeline vs NeuroKit2").
+"$PY" scripts/bench_signal.py
