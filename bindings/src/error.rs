@@ -101,8 +101,10 @@ impl From<crate::catalogue::CatalogueError> for VitalcoreError {
     }
 }
 
-impl From<crate::samples::BatchError> for VitalcoreError {
-    fn from(e: crate::samples::BatchError) -> Self {
+/// Every signal error is about the input (its messages name indices, rates and lengths,
+/// never sample values), so the caller can fix the call.
+impl From<vitalcore_signal::SignalError> for VitalcoreError {
+    fn from(e: vitalcore_signal::SignalError) -> Self {
         Self::invalid(e.to_string())
     }
 }

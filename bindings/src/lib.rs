@@ -11,6 +11,7 @@
 
 uniffi::setup_scaffolding!();
 
+mod analysis;
 mod catalogue;
 mod error;
 mod keys;
@@ -19,9 +20,13 @@ mod samples;
 #[cfg(feature = "testing")]
 mod testing;
 
+pub use analysis::{
+    analyze_accel, analyze_cardiac, analyze_cardiac_async, Analysis, CardiacSignal, FeatureValue,
+    UnavailableFeature,
+};
 pub use catalogue::{
     feature_count, feature_info, features_v1, version_info, FeatureInfo, FeatureSource, VersionInfo,
 };
 pub use error::VitalcoreError;
 pub use keys::{key_fingerprint, key_fingerprint_async, KeyProvider, ROOT_KEY_LEN};
-pub use samples::{validate_batch, BatchSummary, MAX_RATE_HZ};
+pub use samples::{validate_batch, BatchSummary};
