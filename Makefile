@@ -99,6 +99,7 @@ test-kotlin: bindings-gen data
 
 test-swift-gen: bindings-gen data
 	$(PY) ios/scripts/check_generated.py --generated $(GEN)/swift --facade ios/Sources/Vitalcore
+	VITALCORE_SWIFT_GEN=$(CURDIR)/$(GEN)/swift $(PY) -m pytest -q -p no:cacheprovider ios/scripts
 
 test-bindings: test-bindings-python test-kotlin test-swift-gen
 
