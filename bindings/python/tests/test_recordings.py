@@ -38,13 +38,12 @@ def test_bad_recording_reports_an_error_row_and_the_run_goes_on(tmp_path: Path, 
 
 
 def _cli() -> Path:
-    exe = ROOT / "target" / "debug" / "vitalcore"
-    if not exe.exists():
-        subprocess.run(
-            ["cargo", "build", "-q", "-p", "vitalcore", "--features", "cli", "--bin", "vitalcore"],
-            cwd=ROOT, check=True,
-        )
-    return exe
+    # Always (re)build: a stale binary would compare against an older engine. A no-op when fresh.
+    subprocess.run(
+        ["cargo", "build", "-q", "--locked", "-p", "vitalcore", "--features", "cli", "--bin", "vitalcore"],
+        cwd=ROOT, check=True,
+    )
+    return ROOT / "target" / "debug" / "vitalcore"
 
 
 def test_python_features_equal_the_cli_features(recordings_dir: Path) -> None:
