@@ -6,3 +6,7 @@ PY=${VITALCORE_PYTHON:-.venv/bin/python}
 
 # Signal pipeline vs NeuroKit2 (BENCHMARKS.md, "Signal pipeline vs NeuroKit2").
 "$PY" scripts/bench_signal.py
+
+# Bindings: cdylib size and per-call overhead from Kotlin and Python (BENCHMARKS.md,
+# "Bindings: size and call overhead").
+bash bindings/bench.sh

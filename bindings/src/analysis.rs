@@ -139,6 +139,21 @@ pub fn analyze_cardiac(
     cardiac(signal, &samples, rate_hz)
 }
 
+/// [`analyze_cardiac`] with the samples packed as little-endian f64 bytes (see
+/// `validate_batch_f64le`): the fast path for long recordings from Python and Kotlin.
+#[uniffi::export]
+pub fn analyze_cardiac_f64le(
+    signal: CardiacSignal,
+    samples_f64le: Vec<u8>,
+    rate_hz: f64,
+) -> Result<Analysis, VitalcoreError> {
+    cardiac(
+        signal,
+        &crate::samples::unpack_f64le(&samples_f64le)?,
+        rate_hz,
+    )
+}
+
 /// [`analyze_cardiac`] on a worker thread: `suspend` in Kotlin, `async` in Swift and Python.
 #[uniffi::export]
 pub async fn analyze_cardiac_async(

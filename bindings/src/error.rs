@@ -109,6 +109,12 @@ impl From<vitalcore_signal::SignalError> for VitalcoreError {
     }
 }
 
+impl From<crate::samples::PackedError> for VitalcoreError {
+    fn from(e: crate::samples::PackedError) -> Self {
+        Self::invalid(e.to_string())
+    }
+}
+
 impl From<crate::offload::OffloadError> for VitalcoreError {
     fn from(e: crate::offload::OffloadError) -> Self {
         Self::Internal {

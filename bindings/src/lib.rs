@@ -21,12 +21,12 @@ mod samples;
 mod testing;
 
 pub use analysis::{
-    analyze_accel, analyze_cardiac, analyze_cardiac_async, Analysis, CardiacSignal, FeatureValue,
-    UnavailableFeature,
+    analyze_accel, analyze_cardiac, analyze_cardiac_async, analyze_cardiac_f64le, Analysis,
+    CardiacSignal, FeatureValue, UnavailableFeature,
 };
 pub use catalogue::{
     feature_count, feature_info, features_v1, version_info, FeatureInfo, FeatureSource, VersionInfo,
 };
 pub use error::VitalcoreError;
 pub use keys::{key_fingerprint, key_fingerprint_async, KeyProvider, ROOT_KEY_LEN};
-pub use samples::{validate_batch, BatchSummary};
+pub use samples::{validate_batch, validate_batch_f64le, BatchSummary};

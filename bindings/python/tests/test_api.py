@@ -158,3 +158,16 @@ def test_analysis_errors_are_invalid_input() -> None:
         vitalcore.analyze_cardiac(CardiacSignal.ECG, [0.0] * 10, 0.5)
     with pytest.raises(VitalcoreError.InvalidInput):
         vitalcore.analyze_accel([0.0] * 3, [0.0] * 2, [0.0] * 3, 50.0)
+
+
+def test_packed_samples_give_the_same_results_as_lists() -> None:
+    import numpy as np
+
+    x = _pulse(30, 100.0, 66.0)
+    as_list = vitalcore.analyze_cardiac(CardiacSignal.PPG, x, 100.0)
+    assert vitalcore.analyze_cardiac_f64le(CardiacSignal.PPG, vitalcore.pack_f64le(x), 100.0) == as_list
+    packed_np = vitalcore.pack_f64le(np.asarray(x))
+    assert vitalcore.analyze_cardiac_f64le(CardiacSignal.PPG, packed_np, 100.0) == as_list
+    assert vitalcore.validate_batch_f64le(vitalcore.pack_f64le(x), 100.0) == vitalcore.validate_batch(x, 100.0)
+    with pytest.raises(VitalcoreError.InvalidInput):
+        vitalcore.validate_batch_f64le(b"\x00" * 9, 100.0)

@@ -81,3 +81,16 @@ def test_key_fingerprint_async(key: bytes) -> None:
         asyncio.run(vitalcore.key_fingerprint_async(StaticKey(key)))
     except (VitalcoreError.InvalidInput, VitalcoreError.Crypto):
         assert len(key) != 32 or key == bytes(32)
+
+
+@FUZZ
+@given(raw=st.binary(max_size=4000), rate=rates)
+def test_packed_entry_points(raw: bytes, rate: float) -> None:
+    for call in (
+        lambda: vitalcore.validate_batch_f64le(raw, rate),
+        lambda: vitalcore.analyze_cardiac_f64le(CardiacSignal.ECG, raw, rate),
+    ):
+        try:
+            call()
+        except VitalcoreError.InvalidInput:
+            pass

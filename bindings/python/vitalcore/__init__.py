@@ -26,14 +26,17 @@ from ._native.vitalcore_ffi import (
     analyze_accel,
     analyze_cardiac,
     analyze_cardiac_async,
+    analyze_cardiac_f64le,
     feature_count,
     feature_info,
     features_v1,
     key_fingerprint,
     key_fingerprint_async,
     validate_batch,
+    validate_batch_f64le,
     version_info,
 )
+from .samples import pack_f64le
 from .recordings import Recording, analyze_folder, analyze_recording, load_recording
 
 __version__: str = version_info().sdk_version
@@ -54,6 +57,7 @@ __all__ = [
     "analyze_accel",
     "analyze_cardiac",
     "analyze_cardiac_async",
+    "analyze_cardiac_f64le",
     "analyze_folder",
     "analyze_recording",
     "feature_count",
@@ -62,6 +66,8 @@ __all__ = [
     "key_fingerprint",
     "key_fingerprint_async",
     "load_recording",
+    "pack_f64le",
     "validate_batch",
+    "validate_batch_f64le",
     "version_info",
 ]

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterator, List, Tuple, Union
 
-from ._native.vitalcore_ffi import Analysis, CardiacSignal, VitalcoreError, analyze_accel, analyze_cardiac
+from ._native.vitalcore_ffi import Analysis, CardiacSignal, VitalcoreError, analyze_accel, analyze_cardiac_f64le
+from .samples import pack_f64le
 
 PathLike = Union[str, Path]
 
@@ -77,7 +78,7 @@ def analyze_recording(rec: Recording) -> Analysis:
     if rec.signal == "accel":
         x, y, z = rec.channels
         return analyze_accel(x, y, z, rec.rate_hz)
-    return analyze_cardiac(_CARDIAC[rec.signal], rec.channels[0], rec.rate_hz)
+    return analyze_cardiac_f64le(_CARDIAC[rec.signal], pack_f64le(rec.channels[0]), rec.rate_hz)
 
 
 def iter_folder(folder: PathLike) -> Iterator[Tuple[Path, Union[Analysis, VitalcoreError]]]:

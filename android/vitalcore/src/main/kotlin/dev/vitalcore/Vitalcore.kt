@@ -8,13 +8,12 @@ import dev.vitalcore.ffi.KeyProvider
 import dev.vitalcore.ffi.VersionInfo
 import dev.vitalcore.ffi.VitalcoreException
 import dev.vitalcore.ffi.analyzeAccel
-import dev.vitalcore.ffi.analyzeCardiac
 import dev.vitalcore.ffi.analyzeCardiacAsync
+import dev.vitalcore.ffi.analyzeCardiacF64le
 import dev.vitalcore.ffi.featureInfo
 import dev.vitalcore.ffi.featuresV1
-
 import dev.vitalcore.ffi.keyFingerprintAsync
-import dev.vitalcore.ffi.validateBatch
+import dev.vitalcore.ffi.validateBatchF64le
 import dev.vitalcore.ffi.versionInfo
 
 /**
@@ -37,11 +36,11 @@ object Vitalcore {
 
     /** Checks a batch exactly as the engine checks every batch it is pushed. */
     fun checkBatch(samples: DoubleArray, rateHz: Double): BatchSummary =
-        validateBatch(samples.asList(), rateHz)
+        validateBatchF64le(packF64le(samples), rateHz)
 
     /** Beats, NN intervals, features and quality of an ECG/PPG recording (blocking). */
     fun analyze(signal: CardiacSignal, samples: DoubleArray, rateHz: Double): Analysis =
-        analyzeCardiac(signal, samples.asList(), rateHz)
+        analyzeCardiacF64le(signal, packF64le(samples), rateHz)
 
     /** [analyze] on a worker thread, for coroutines on the main thread. */
     suspend fun analyzeInBackground(signal: CardiacSignal, samples: DoubleArray, rateHz: Double): Analysis =
@@ -65,4 +64,15 @@ object Vitalcore {
  */
 fun keyProvider(block: () -> ByteArray): KeyProvider = object : KeyProvider {
     override fun rootKey(): ByteArray = block()
+}
+
+/**
+ * Samples as little-endian f64 bytes: one bulk copy here and one across the FFI, instead of
+ * boxing and encoding every element of a `List<Double>` (about 10x cheaper per batch; see
+ * BENCHMARKS.md).
+ */
+fun packF64le(samples: DoubleArray): ByteArray {
+    val buf = java.nio.ByteBuffer.allocate(samples.size * 8).order(java.nio.ByteOrder.LITTLE_ENDIAN)
+    buf.asDoubleBuffer().put(samples)
+    return buf.array()
 }

@@ -54,6 +54,15 @@ class CatalogueTest {
     }
 
     @Test
+    fun packedAndListPathsAgree() {
+        val x = DoubleArray(3000) { val ph = (it / 100.0 * 1.1) % 1.0; Math.exp(-Math.pow((ph - 0.2) / 0.08, 2.0)) }
+        val viaList = dev.vitalcore.ffi.analyzeCardiac(dev.vitalcore.ffi.CardiacSignal.PPG, x.asList(), 100.0)
+        assertEquals(viaList, Vitalcore.analyze(dev.vitalcore.ffi.CardiacSignal.PPG, x, 100.0))
+        assertEquals(dev.vitalcore.ffi.validateBatch(x.asList(), 100.0), Vitalcore.checkBatch(x, 100.0))
+        assertThrows<VitalcoreException.InvalidInput> { dev.vitalcore.ffi.validateBatchF64le(ByteArray(9), 100.0) }
+    }
+
+    @Test
     fun batchOfSamplesIsCheckedAndSummarised() {
         val s = Vitalcore.checkBatch(DoubleArray(1000) { Math.sin(it / 10.0) }, 100.0)
         assertEquals(1000UL, s.count)

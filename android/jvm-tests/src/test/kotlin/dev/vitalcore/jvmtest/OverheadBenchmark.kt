@@ -1,5 +1,6 @@
 package dev.vitalcore.jvmtest
 
+import dev.vitalcore.Vitalcore
 import dev.vitalcore.ffi.featureCount
 import dev.vitalcore.ffi.validateBatch
 import org.junit.jupiter.api.Test
@@ -37,12 +38,15 @@ class OverheadBenchmark {
         val trivial = perCallNs(20_000) { sink += featureCount().toLong() }
         val batch = perCallNs(5_000) { sink += validateBatch(samples, 100.0).count.toLong() }
         val batchFromArray = perCallNs(5_000) { sink += validateBatch(primitive.asList(), 100.0).count.toLong() }
+        val packed = perCallNs(20_000) { sink += Vitalcore.checkBatch(primitive, 100.0).count.toLong() }
         val kotlin = perCallNs(5_000) { sink += kotlinCheck(samples, 100.0) }
         println("BENCH kotlin trivial_call_us=%.3f".format(trivial / 1000))
         println("BENCH kotlin batch1000_call_us=%.3f".format(batch / 1000))
         println("BENCH kotlin batch1000_from_doublearray_us=%.3f".format(batchFromArray / 1000))
+        println("BENCH kotlin batch1000_packed_doublearray_us=%.3f".format(packed / 1000))
         println("BENCH kotlin batch1000_pure_kotlin_us=%.3f".format(kotlin / 1000))
-        println("BENCH kotlin batch1000_ffi_vs_pure_ratio=%.1f".format(batch / kotlin))
+        println("BENCH kotlin batch1000_list_vs_pure_ratio=%.1f".format(batch / kotlin))
+        println("BENCH kotlin batch1000_packed_vs_pure_ratio=%.1f".format(packed / kotlin))
         println("BENCH sink=$sink")
     }
 }
