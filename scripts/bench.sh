@@ -9,3 +9,6 @@ PY=${VITALCORE_PYTHON:-.venv/bin/python}
 
 # Encrypted store vs the same schema in plaintext SQLite (BENCHMARKS.md, "Encrypted store").
 cargo bench --locked -p vitalcore --bench store
+# Bindings: cdylib size and per-call overhead from Kotlin and Python (BENCHMARKS.md,
+# "Bindings: size and call overhead").
+bash bindings/bench.sh
