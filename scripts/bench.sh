@@ -3,3 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 echo "no benchmarks yet"
+# Backend ingest (SQLite and PostgreSQL), loopback load from a second process.
+bash scripts/bench_backend.sh
