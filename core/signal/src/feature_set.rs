@@ -59,7 +59,7 @@ defs! {
     "sd2", "ms", Cardiac, "Poincare SD2 = sqrt(2 * SDNN^2 - 0.5 * SDSD^2).";
     "sample_entropy", "1", Cardiac, "Sample entropy of the NN series, m = 2, r = 0.2 * SDNN (Richman & Moorman 2000).";
     "beat_count", "1", Cardiac, "Number of detected beats in the window.";
-    "ectopic_fraction", "1", Cardiac, "Fraction of NN intervals flagged as ectopic or artifact and corrected.";
+    "ectopic_fraction", "1", Cardiac, "Fraction of RR intervals flagged (missed, extra, ectopic or artifact beat) and corrected or dropped; rule in rr.rs.";
     "sqi", "1", Quality, "Signal quality index in [0, 1]; results below the documented threshold are not predicted.";
     "enmo_mean", "mg", Accel, "Mean of max(0, |a| - 1 g) over the window (Euclidean norm minus one).";
     "step_count", "1", Accel, "Steps detected in the window.";
