@@ -12,3 +12,7 @@ cargo bench --locked -p vitalcore --bench store
 # Bindings: cdylib size and per-call overhead from Kotlin and Python (BENCHMARKS.md,
 # "Bindings: size and call overhead").
 bash bindings/bench.sh
+
+# Backend ingest (SQLite and PostgreSQL), loopback load from a second process (BENCHMARKS.md,
+# "Backend ingest").
+bash scripts/bench_backend.sh
