@@ -5,3 +5,6 @@
 #![warn(missing_docs)]
 
 pub use vitalcore_signal as signal;
+
+pub mod keys;
+pub mod store;
