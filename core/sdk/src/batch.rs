@@ -195,9 +195,12 @@ impl ChannelBuffer {
     /// Validates `b` against the samples held and appends it, or leaves everything unchanged
     /// and says why.
     ///
-    /// Uniform batches may start up to half a sample period early or late (clock jitter); a
-    /// hole up to the interpolation limit is filled linearly, as the signal crate does for
-    /// timestamped input; anything later is a [`BatchError::ClockJump`].
+    /// A uniform batch continues the channel's grid if its first sample lies after the last
+    /// one held and less than one period past where the grid expects it: batch stamps from
+    /// the app's clock jitter, and jitter under one period is absorbed. A later start is a
+    /// hole of whole missing periods, filled linearly up to the interpolation limit as the
+    /// signal crate does for timestamped input; anything later is a
+    /// [`BatchError::ClockJump`].
     pub fn push(&mut self, b: SampleBatch, limits: &Limits) -> Result<(), BatchError> {
         check_batch(&b, limits)?;
         let rate = b.rate_hz();
@@ -223,8 +226,9 @@ impl ChannelBuffer {
             self.last_s + period
         };
         let delta = first - due;
-        let early = if timestamped { 0.0 } else { -0.5 * period };
-        if delta < early || (timestamped && delta <= 0.0) {
+        // Overlap means a first sample at or before the last one held; anything after it is
+        // clock jitter (apps stamp batches with their own clock) and joins seamlessly.
+        if first <= self.last_s {
             return Err(BatchError::Overlap { overlap_s: -delta });
         }
         let limit = max_interpolation_gap_s(rate);
@@ -239,7 +243,7 @@ impl ChannelBuffer {
         let missing = if timestamped {
             0
         } else {
-            (delta * rate).round().max(0.0) as usize
+            (delta * rate + 1e-6).floor().max(0.0) as usize
         };
         let total = self.values.len() + missing + b.values.len();
         if total as f64 / rate > limits.max_s {

@@ -72,10 +72,10 @@ pub enum BatchError {
     /// The batch lies entirely before the previous batch of the channel started: delivered late.
     #[error("batch is out of order: it ends before the previous batch started")]
     OutOfOrder,
-    /// The batch starts before the end of the samples already accepted.
+    /// The batch starts at or before the last sample already accepted.
     #[error("batch overlaps the accepted samples by {overlap_s:.3} s")]
     Overlap {
-        /// How far back it starts, seconds.
+        /// How much earlier than the next sample was due it starts, seconds.
         overlap_s: f64,
     },
     /// The batch starts (or jumps inside) further after the previous sample than the
