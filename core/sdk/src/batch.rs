@@ -64,7 +64,7 @@ impl SampleBatch {
         }
     }
 
-    fn rate_hz(&self) -> f64 {
+    pub(crate) fn rate_hz(&self) -> f64 {
         match &self.timing {
             Timing::Uniform { rate_hz, .. } | Timing::Timestamps { rate_hz, .. } => *rate_hz,
         }

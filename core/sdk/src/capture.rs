@@ -172,7 +172,7 @@ impl Capture {
         let limits = kind.limits(max_s);
         // Copy the buffers for a rollback only when this batch may complete a window.
         let incoming = batch.values.len() + 1;
-        let may_complete = self.geometry_hint(buffers, channel, incoming);
+        let may_complete = self.geometry_hint(buffers, channel, incoming, batch.rate_hz());
         let before = may_complete.then(|| buffers.clone());
         push_into(buffers, kind, &limits, channel, batch)?;
         let Some((win, hop, rate)) = self.geometry(buffers) else {
@@ -242,13 +242,19 @@ impl Capture {
         buffers: &[Option<ChannelBuffer>],
         channel: &str,
         incoming: usize,
+        batch_rate_hz: f64,
     ) -> bool {
         let idx = self.config.kind.channel_index(channel);
+        // The batch's rate decides for the first batch; a later batch at another rate is
+        // refused before anything is appended.
         let rate = buffers
             .iter()
             .flatten()
             .next()
-            .map_or(crate::signal::series::MAX_RATE_HZ, ChannelBuffer::rate_hz);
+            .map_or(batch_rate_hz, ChannelBuffer::rate_hz);
+        if !(rate.is_finite() && rate > 0.0) {
+            return true;
+        }
         let win = (self.config.window_s * rate).round() as usize;
         // A uniform batch may bring an interpolated hole of up to the interpolation limit.
         let hole = (crate::signal::series::max_interpolation_gap_s(rate) * rate).ceil() as usize;
