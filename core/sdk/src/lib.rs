@@ -28,3 +28,8 @@ pub use history::{Label, RawSamples, StoredCheck, Timings};
 pub use kind::{CheckKind, KindSpec};
 pub use prediction::{PredictionOutcome, QualityReport};
 pub use session::{CheckResult, CheckSession};
+
+/// The README example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
