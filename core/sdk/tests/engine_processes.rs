@@ -177,11 +177,42 @@ fn verify(dir: &Path, acked: &BTreeSet<String>) {
     assert_eq!(raw_rows as usize, checks.len(), "raw windows vs checks");
 }
 
+fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task")
+        .count()
+}
+
+/// This binary runs single-threaded (no test harness), so the thread count is exact: opening
+/// starts nothing in the background; a capture runs one worker until its handle is dropped.
+fn open_starts_no_background_work() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let before = threads();
+    let engine = Vitalcore::open(
+        config(dir.path()).sync_endpoint("https://sync.invalid"),
+        &keys(),
+    )
+    .expect("open");
+    assert_eq!(threads(), before, "open started a thread");
+    let s = engine.start_check(CheckKind::PpgRhythm).expect("start");
+    assert_eq!(threads(), before, "a check session started a thread");
+    s.cancel().expect("cancel");
+    let cap = engine
+        .start_capture(vitalcore::CaptureConfig::new(CheckKind::PpgRhythm))
+        .expect("capture");
+    assert_eq!(threads(), before + 1, "a capture runs exactly one worker");
+    drop(cap);
+    assert_eq!(threads(), before, "dropping the capture ends its worker");
+    engine.shutdown().expect("shutdown");
+    println!("open starts no background work: ok");
+}
+
 fn main() {
     let dir = std::env::var_os(DIR).map(std::path::PathBuf::from);
     match (std::env::var(ROLE).as_deref(), dir) {
         (Ok("finisher"), Some(dir)) => finisher(&dir),
         _ => {
+            open_starts_no_background_work();
             kill_mid_finish();
             println!("engine_processes: all passed");
         }
