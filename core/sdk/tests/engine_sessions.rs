@@ -526,3 +526,79 @@ fn config_is_validated_at_open() {
     assert!(dir.path().join("nested/data/vitalcore.db").exists());
     drop(e);
 }
+
+mod arbitrary_batches {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn value() -> impl Strategy<Value = f64> {
+        prop_oneof![
+            8 => -5.0f64..5.0,
+            1 => Just(f64::NAN),
+            1 => Just(f64::INFINITY),
+            1 => Just(1e300),
+        ]
+    }
+
+    fn batch() -> impl Strategy<Value = (String, SampleBatch)> {
+        let channel = prop_oneof![8 => Just("ppg".to_owned()), 1 => "[a-z_]{0,40}"];
+        let rate = prop_oneof![8 => Just(100.0), 1 => Just(50.0), 1 => -10.0f64..5000.0];
+        let start = prop_oneof![8 => 0.0f64..40.0, 1 => Just(f64::NAN), 1 => -1e12f64..1e12];
+        let uniform = (start, rate, prop::collection::vec(value(), 0..300))
+            .prop_map(|(s, r, v)| SampleBatch::uniform(T0_S + s, r, v));
+        let stamped = (
+            prop::collection::vec(0.0f64..0.05, 0..300),
+            0.0f64..40.0,
+            prop::collection::vec(value(), 0..300),
+        )
+            .prop_map(|(steps, s, v)| {
+                let mut t = T0_S + s;
+                let times = steps
+                    .iter()
+                    .map(|d| {
+                        t += d;
+                        t
+                    })
+                    .collect();
+                SampleBatch::timestamped(times, v, 100.0)
+            });
+        (channel, prop_oneof![3 => uniform, 1 => stamped])
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        /// Whatever the app pushes, the engine never panics; an accepted batch grows the
+        /// channel, a refused one leaves it exactly as it was, and finish either stores a
+        /// check or fails with a typed error and keeps the session open.
+        #[test]
+        fn arbitrary_batches_never_poison_a_session(
+            batches in prop::collection::vec(batch(), 1..30)
+        ) {
+            let dir = tempfile::tempdir().expect("tmp");
+            let engine = open(dir.path());
+            let s = engine.start_check(CheckKind::PpgRhythm).expect("start");
+            for (channel, b) in batches {
+                let before = s.duration_s("ppg");
+                let n = b.values.len();
+                match s.push_samples(&channel, b) {
+                    Ok(()) => prop_assert!(s.duration_s("ppg") > before || n == 0),
+                    Err(EngineError::Batch(_)) => prop_assert_eq!(s.duration_s("ppg"), before),
+                    Err(e) => prop_assert!(false, "unexpected error {e}"),
+                }
+            }
+            match s.finish() {
+                Ok(r) => {
+                    prop_assert_eq!(engine.checks(0, i64::MAX, None).expect("h").len(), 1);
+                    prop_assert!(r.check.features.values().all(|v| v.is_finite()));
+                }
+                Err(EngineError::TooShort { .. } | EngineError::Signal(_)) => {
+                    prop_assert!(engine.checks(0, i64::MAX, None).expect("h").is_empty());
+                    // Still open: a cancel succeeds.
+                    prop_assert!(s.cancel().is_ok());
+                }
+                Err(e) => prop_assert!(false, "unexpected finish error {e}"),
+            }
+        }
+    }
+}
