@@ -43,7 +43,11 @@ fn main() {
         .start_capture(CaptureConfig::new(CheckKind::PpgRhythm))
         .expect("capture");
     let rate = 100.0;
-    let hours = 24;
+    // `VITALCORE_BENCH_HOURS` runs longer streams (default 24).
+    let hours: usize = std::env::var("VITALCORE_BENCH_HOURS")
+        .ok()
+        .and_then(|h| h.parse().ok())
+        .unwrap_or(24);
     let t0 = 1_764_000_000.0;
     let started = Instant::now();
     let mut samples = Vec::new();
@@ -70,7 +74,7 @@ fn main() {
     let stats = cap.close();
     let wall = started.elapsed();
     let rss_end = rss_kib();
-    println!("24 h simulated PPG capture at 100 Hz, 60 s windows / 30 s overlap");
+    println!("{hours} h simulated PPG capture at 100 Hz, 60 s windows / 30 s overlap");
     println!(
         "windows stored {}, failed {}, pushes refused with backpressure {}, wall time {:.1} s ({:.0}x real time)",
         stats.windows_stored,
@@ -93,7 +97,7 @@ fn main() {
     let max = samples.iter().copied().max().unwrap_or(0) as f64 / 1024.0;
     let last = samples[samples.len() - 1] as f64 / 1024.0;
     println!(
-        "hour 1 {first:.1} MiB, hour 24 {last:.1} MiB, max {max:.1} MiB, growth hour 1 -> 24 {:+.1} MiB; engine share (max - before open) {:.1} MiB; after close {:.1} MiB",
+        "hour 1 {first:.1} MiB, hour {hours} {last:.1} MiB, max {max:.1} MiB, growth hour 1 -> {hours} {:+.1} MiB; engine share (max - before open) {:.1} MiB; after close {:.1} MiB",
         last - first,
         max - rss_start as f64 / 1024.0,
         rss_end as f64 / 1024.0
