@@ -7,7 +7,7 @@ PY=${VITALCORE_PYTHON:-.venv/bin/python}
 # Signal pipeline vs NeuroKit2 (BENCHMARKS.md, "Signal pipeline vs NeuroKit2").
 "$PY" scripts/bench_signal.py
 
-# Encrypted store vs the same schema in plaintext SQLite (figures in BENCHMARKS.md, "Encrypted store").
+# Encrypted store vs the same schema in plaintext SQLite (BENCHMARKS.md, "Encrypted store").
 cargo bench --locked -p vitalcore --bench store
 
 # Engine: finish() latency of a 60 s PPG check, and memory of a 24 h simulated capture

@@ -499,3 +499,9 @@ fn bad_input_is_a_typed_error_and_stores_nothing() {
         Err(StoreError::InvalidInput(_))
     ));
 }
+
+#[test]
+fn store_is_shareable_across_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Store>();
+}

@@ -183,6 +183,13 @@ fn wrong_key_is_typed_and_changes_no_byte_even_with_a_pending_wal() {
         std::fs::write(crash.path().join(p.file_name().expect("name")), b).expect("copy");
     }
     drop(store);
+    let crash_wal = std::fs::metadata(crash.path().join("vitalcore.db-wal"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    assert!(
+        crash_wal > 0,
+        "the crash image must have committed frames in its WAL"
+    );
     for d in [dir.path(), crash.path()] {
         let before = file_state(d);
         for _ in 0..3 {
@@ -609,6 +616,7 @@ fn erasure_shreds_keys_so_leftover_ciphertext_is_unreadable() {
 
     let report = store.erase_subject(&alice).expect("erase");
     assert_eq!(report.keys_destroyed, 2);
+    assert!(report.wal_truncated);
     assert!(report.rows_deleted >= 20);
     assert!(store
         .history(&HistoryQuery::new(alice.clone(), T0 - 1, T0 + 3_600_000))
@@ -707,4 +715,40 @@ fn debug_and_errors_carry_no_personal_data() {
             assert!(!t.contains(secret), "{secret:?} leaked in {t}");
         }
     }
+}
+
+#[test]
+fn a_key_erased_by_another_instance_is_refused_even_while_cached() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = open(dir.path());
+    let b = open(dir.path());
+    let alice = subject("alice");
+    let c = check(&alice, T0, 1);
+    a.save_check(&c, None, &[]).expect("save");
+    // Instance b unwraps and caches alice's key.
+    assert_eq!(b.check(&c.id).expect("read"), Some(c.clone()));
+    let leftover: (Vec<u8>, Vec<u8>, Vec<u8>, i64) = a.raw_writer_for_tests(|conn| {
+        conn.query_row(
+            "SELECT subject_tag, features, detail, key_id FROM checks WHERE id = ?1",
+            [&c.id.0[..]],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .expect("row")
+    });
+    a.erase_subject(&alice).expect("erase in a");
+    a.raw_writer_for_tests(|conn| {
+        conn.execute(
+            "INSERT INTO checks (id, subject_tag, key_id, kind, started_min, features, detail) VALUES (?1, ?2, ?3, 'ppg', 0, ?4, ?5)",
+            params![&c.id.0[..], leftover.0, leftover.3, leftover.1, leftover.2],
+        )
+        .expect("reinsert")
+    });
+    assert!(
+        matches!(b.check(&c.id), Err(StoreError::KeyDestroyed)),
+        "b still opened data under a destroyed key"
+    );
+    // New data for alice written through b gets a fresh key, readable by both.
+    let fresh = check(&alice, T0 + 60_000, 2);
+    b.save_check(&fresh, None, &[]).expect("write after erase");
+    assert_eq!(a.check(&fresh.id).expect("read"), Some(fresh));
 }

@@ -12,8 +12,9 @@ use std::time::Duration;
 
 use store_support::*;
 use vitalcore::store::{
-    CheckRecord, ConsentDecision, HistoryQuery, ModelBundle, OutboxDraft, OutcomeLabel, Purpose,
-    RawWindow, RecordId, Store, StoreConfig, StoreError, SCHEMA_VERSION,
+    CheckKind, CheckRecord, ConsentDecision, HistoryQuery, ModelBundle, OutboxDraft, OutcomeLabel,
+    Prediction, Purpose, RawWindow, RecordId, SignalQuality, Store, StoreConfig, StoreError,
+    Timings, SCHEMA_VERSION,
 };
 
 const T0: i64 = 1_764_000_000_000;
@@ -22,14 +23,46 @@ fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/store_v1.db")
 }
 
-/// What the fixture holds, rebuilt deterministically.
+/// What the fixture holds, rebuilt deterministically. Self-contained on purpose: it must not
+/// follow later edits of the feature set or of the shared test helpers.
 fn fixture_checks() -> Vec<CheckRecord> {
     let who = subject("fixture-subject");
     (0..3u8)
         .map(|i| {
-            let mut c = check(&who, T0 + i64::from(i) * 60_000, u64::from(i));
-            c.id = RecordId([i + 1; 16]);
-            c
+            let start = T0 + i64::from(i) * 60_000;
+            CheckRecord {
+                id: RecordId([i + 1; 16]),
+                subject: who.clone(),
+                kind: CheckKind::new("ppg").expect("kind"),
+                started_at_ms: start,
+                ended_at_ms: start + 60_000,
+                session: [("device", "fixture-phone"), ("app_version", "0.1.0")]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect(),
+                features: (0..40)
+                    .map(|j| {
+                        (
+                            format!("feature_{j:02}"),
+                            f64::from(i) * 10.0 + f64::from(j) * 0.5,
+                        )
+                    })
+                    .collect(),
+                quality: SignalQuality {
+                    score: 0.9,
+                    usable: true,
+                },
+                prediction: Some(Prediction {
+                    model_name: "afib".into(),
+                    model_version: "1.0.0".into(),
+                    outputs: [("p_afib".to_owned(), 0.25)].into_iter().collect(),
+                }),
+                timings: Timings {
+                    features_us: 1000,
+                    inference_us: 200,
+                    total_us: 1300,
+                },
+            }
         })
         .collect()
 }

@@ -8,7 +8,7 @@ use super::error::{Result, StoreError};
 use super::types::{
     AuditAction, CheckKind, CheckRecord, OutboxDraft, OutcomeLabel, RawWindow, RecordId, SubjectId,
 };
-use super::{row_id, unauthentic, Store, WriteTx};
+use super::{row_id, unauthentic, KeyMemo, Store, WriteTx};
 
 const MS_PER_MIN: i64 = 60_000;
 /// Upper bounds that keep one row well inside SQLite's limits and the codec's u32 lengths.
@@ -171,6 +171,14 @@ impl WriteTx<'_> {
     }
 }
 
+/// The stored columns of a check, before opening.
+struct SealedCheck {
+    kind: String,
+    key_id: i64,
+    features: Vec<u8>,
+    detail: Vec<u8>,
+}
+
 /// kind, key id, features, detail, subject tag.
 type CheckRow = (String, i64, Vec<u8>, Vec<u8>, Vec<u8>);
 
@@ -207,12 +215,16 @@ impl Store {
         &self,
         conn: &Connection,
         id: &[u8],
-        kind: String,
-        key_id: i64,
-        features: Vec<u8>,
-        detail: Vec<u8>,
+        row: SealedCheck,
+        memo: &mut KeyMemo,
     ) -> Result<CheckRecord> {
-        let key = self.data_key(conn, key_id)?;
+        let SealedCheck {
+            kind,
+            key_id,
+            features,
+            detail,
+        } = row;
+        let key = self.data_key(conn, key_id, memo)?;
         let f = key
             .open_owned(check_binding(id, "features", key_id), features)
             .map_err(unauthentic("checks", "features"))?;
@@ -242,7 +254,13 @@ impl Store {
             match row {
                 None => Ok(None),
                 Some((kind, key_id, f, d, tag)) => {
-                    let c = self.decode_check_row(conn, &id.0, kind, key_id, f, d)?;
+                    let sealed = SealedCheck {
+                        kind,
+                        key_id,
+                        features: f,
+                        detail: d,
+                    };
+                    let c = self.decode_check_row(conn, &id.0, sealed, &mut KeyMemo::new())?;
                     if self.subject_tag(&c.subject) != tag {
                         return Err(StoreError::Integrity {
                             table: "checks",
@@ -273,11 +291,16 @@ impl Store {
             )?;
             let mut rows = stmt.query(params![tag, lo, hi, q.kind.as_ref().map(|k| k.as_str())])?;
             let mut out = Vec::new();
+            let mut memo = KeyMemo::new();
             while let Some(r) = rows.next()? {
                 let id: Vec<u8> = r.get(0)?;
-                let f: Vec<u8> = r.get(3)?;
-                let d: Vec<u8> = r.get(4)?;
-                let c = self.decode_check_row(conn, &id, r.get(1)?, r.get(2)?, f, d)?;
+                let sealed = SealedCheck {
+                    kind: r.get(1)?,
+                    key_id: r.get(2)?,
+                    features: r.get(3)?,
+                    detail: r.get(4)?,
+                };
+                let c = self.decode_check_row(conn, &id, sealed, &mut memo)?;
                 if c.subject != q.subject {
                     // The plaintext tag was moved to this subject; the sealed subject says otherwise.
                     return Err(StoreError::Integrity { table: "checks", column: "subject_tag" });
@@ -301,11 +324,12 @@ impl Store {
             )?;
             let mut rows = stmt.query([&check_id.0[..]])?;
             let mut out = Vec::new();
+            let mut memo = KeyMemo::new();
             while let Some(r) = rows.next()? {
                 let id: Vec<u8> = r.get(0)?;
                 let key_id: i64 = r.get(1)?;
                 let sealed: Vec<u8> = r.get(2)?;
-                let key = self.data_key(conn, key_id)?;
+                let key = self.data_key(conn, key_id, &mut memo)?;
                 let row = row_id(&[&id, &check_id.0]);
                 let plain = key
                     .open_owned(
@@ -334,11 +358,12 @@ impl Store {
             )?;
             let mut rows = stmt.query([&check_id.0[..]])?;
             let mut out = Vec::new();
+            let mut memo = KeyMemo::new();
             while let Some(r) = rows.next()? {
                 let id: Vec<u8> = r.get(0)?;
                 let key_id: i64 = r.get(1)?;
                 let sealed: Vec<u8> = r.get(2)?;
-                let key = self.data_key(conn, key_id)?;
+                let key = self.data_key(conn, key_id, &mut memo)?;
                 let row = row_id(&[&id, &check_id.0]);
                 let plain = key
                     .open(

@@ -17,7 +17,7 @@ impl Store {
     /// data key of the subject. Consent history is kept as the record of the request.
     pub fn erase_subject(&self, subject: &SubjectId) -> Result<ErasureReport> {
         let tag = self.subject_tag(subject);
-        let (report, ids) = self.write(|tx| {
+        let (mut report, ids) = self.write(|tx| {
             let ids = key_ids(
                 tx.tx,
                 "SELECT id FROM data_keys WHERE subject_tag = ?1",
@@ -37,12 +37,13 @@ impl Store {
                 ErasureReport {
                     keys_destroyed: keys,
                     rows_deleted: rows,
+                    wal_truncated: false,
                 },
                 ids,
             ))
         })?;
         self.forget_keys(&ids);
-        self.checkpoint()?;
+        report.wal_truncated = self.checkpoint()?;
         Ok(report)
     }
 
@@ -52,7 +53,7 @@ impl Store {
     pub fn erase_purpose(&self, subject: &SubjectId, purpose: &Purpose) -> Result<ErasureReport> {
         let tag = self.subject_tag(subject);
         let care = *purpose == Purpose::care();
-        let (report, ids) = self.write(|tx| {
+        let (mut report, ids) = self.write(|tx| {
             let ids = key_ids(
                 tx.tx,
                 "SELECT id FROM data_keys WHERE subject_tag = ?1 AND purpose = ?2",
@@ -77,12 +78,13 @@ impl Store {
                 ErasureReport {
                     keys_destroyed: keys,
                     rows_deleted: rows,
+                    wal_truncated: false,
                 },
                 ids,
             ))
         })?;
         self.forget_keys(&ids);
-        self.checkpoint()?;
+        report.wal_truncated = self.checkpoint()?;
         Ok(report)
     }
 }

@@ -146,3 +146,42 @@ impl From<super::codec::DecodeError> for StoreError {
 
 /// Result alias of the store.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rusqlite::ffi;
+
+    fn sqlite(code: i32) -> StoreError {
+        rusqlite::Error::SqliteFailure(
+            ffi::Error::new(code),
+            Some("INSERT ... secret value".into()),
+        )
+        .into()
+    }
+
+    #[test]
+    fn only_corrupt_and_notadb_count_as_corruption() {
+        use super::super::db::is_corruption;
+        assert!(is_corruption(&sqlite(ffi::SQLITE_CORRUPT)));
+        assert!(is_corruption(&sqlite(ffi::SQLITE_NOTADB)));
+        let kept = [
+            (ffi::SQLITE_FULL, "DiskFull"),
+            (ffi::SQLITE_IOERR_WRITE, "Io"),
+            (ffi::SQLITE_IOERR_FSYNC, "Io"),
+            (ffi::SQLITE_BUSY, "Busy"),
+            (ffi::SQLITE_LOCKED, "Busy"),
+            (ffi::SQLITE_BUSY_SNAPSHOT, "Busy"),
+            (ffi::SQLITE_CONSTRAINT_UNIQUE, "Sqlite"),
+            (ffi::SQLITE_READONLY, "Sqlite"),
+        ];
+        for (code, variant) in kept {
+            let e = sqlite(code);
+            assert!(!is_corruption(&e), "{code} must not quarantine");
+            assert!(format!("{e:?}").starts_with(variant), "{code}: {e:?}");
+            // The SQLite message (which may quote SQL or values) is never carried.
+            assert!(!e.to_string().contains("secret") && !format!("{e:?}").contains("secret"));
+            assert!(!e.to_string().contains("locked"));
+        }
+    }
+}

@@ -120,6 +120,9 @@ impl StoreConfig {
     }
 }
 
+/// Data keys already verified in the current transaction.
+type KeyMemo = Vec<(i64, Arc<SealKey>)>;
+
 /// Unwrapped data keys in memory, by id. Ids of destroyed keys are remembered so a reader racing
 /// an erasure cannot put a destroyed key back.
 #[derive(Debug, Default)]
@@ -198,10 +201,10 @@ impl Store {
         })
     }
 
-    /// Closes every connection, checkpointing the WAL into the main file.
+    /// Checkpoints the WAL into the main file and closes every connection. The connections are
+    /// closed even when the checkpoint fails (the WAL is then replayed at the next open).
     pub fn close(self) -> Result<()> {
-        let _ = self.checkpoint();
-        Ok(())
+        self.checkpoint().map(|_| ())
     }
 
     /// The configuration the store was opened with.
@@ -250,22 +253,35 @@ impl Store {
         })
     }
 
-    /// The data key with this id, unwrapping it on first use.
-    fn data_key(&self, conn: &Connection, key_id: i64) -> Result<Arc<SealKey>> {
-        if let Some(k) = lock(&self.data_keys).by_id.get(&key_id) {
+    /// The data key with this id. Its row is looked up once per transaction (`memo`), in the
+    /// same snapshot as the rows it opens, so a key another instance or process destroyed is
+    /// refused even while this instance still caches it; the unwrapped key itself is cached.
+    fn data_key(&self, conn: &Connection, key_id: i64, memo: &mut KeyMemo) -> Result<Arc<SealKey>> {
+        if let Some((_, k)) = memo.iter().find(|(i, _)| *i == key_id) {
             return Ok(k.clone());
         }
         let row: Option<(Vec<u8>, String, Vec<u8>)> = conn
             .prepare_cached("SELECT subject_tag, purpose, wrapped FROM data_keys WHERE id = ?1")?
             .query_row([key_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .optional()?;
-        let (subject_tag, purpose, wrapped) = row.ok_or(StoreError::KeyDestroyed)?;
-        let key = Arc::new(self.unwrap_key(&subject_tag, &purpose, &wrapped)?);
-        let mut cache = lock(&self.data_keys);
-        if cache.destroyed.contains(&key_id) {
+        let Some((subject_tag, purpose, wrapped)) = row else {
+            self.forget_keys(&[key_id]);
             return Err(StoreError::KeyDestroyed);
-        }
-        cache.by_id.insert(key_id, key.clone());
+        };
+        let cached = lock(&self.data_keys).by_id.get(&key_id).cloned();
+        let key = match cached {
+            Some(k) => k,
+            None => {
+                let key = Arc::new(self.unwrap_key(&subject_tag, &purpose, &wrapped)?);
+                let mut cache = lock(&self.data_keys);
+                if cache.destroyed.contains(&key_id) {
+                    return Err(StoreError::KeyDestroyed);
+                }
+                cache.by_id.insert(key_id, key.clone());
+                key
+            }
+        };
+        memo.push((key_id, key.clone()));
         Ok(key)
     }
 
@@ -292,12 +308,14 @@ impl Store {
     }
 
     /// Writes the WAL back into the main file and truncates it, so pages holding deleted data no
-    /// longer linger in the `-wal` file. Best effort while readers hold old snapshots.
-    pub fn checkpoint(&self) -> Result<()> {
+    /// longer linger in the `-wal` file. Returns `false` when a reader (possibly in another
+    /// process) held an old snapshot and the WAL could not be truncated completely; a later
+    /// checkpoint finishes the job.
+    pub fn checkpoint(&self) -> Result<bool> {
         let conn = lock(&self.writer);
         db::with_retry(self.config.busy_budget, || {
-            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
-                .map_err(StoreError::from)
+            let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+            Ok(busy == 0)
         })
     }
 
@@ -480,7 +498,7 @@ impl WriteTx<'_> {
         if let Some((_, k)) = self.unwrapped.iter().find(|(i, _)| *i == key_id) {
             return Ok(k.clone());
         }
-        self.store.data_key(self.tx, key_id)
+        self.store.data_key(self.tx, key_id, &mut KeyMemo::new())
     }
 
     fn seal(&self, key: &SealKey, binding: Binding<'_>, plaintext: &[u8]) -> Result<Vec<u8>> {

@@ -6,7 +6,7 @@ use super::crypto::Binding;
 use super::db::now_ms;
 use super::error::{Result, StoreError};
 use super::types::{BatchFailure, OutboxDraft, OutboxRecord, Purpose, RecordId, SubjectId};
-use super::{row_id, unauthentic, Store, WriteTx};
+use super::{row_id, unauthentic, KeyMemo, Store, WriteTx};
 
 fn binding<'a>(row: &'a [u8], key_id: i64) -> Binding<'a> {
     Binding {
@@ -71,6 +71,7 @@ impl Store {
             let mut stmt = conn.prepare_cached(&sql)?;
             let mut rows = stmt.query(params_from_iter(args.iter()))?;
             let mut out = Vec::new();
+            let mut memo = KeyMemo::new();
             while let Some(r) = rows.next()? {
                 let id = RecordId::from_slice(&r.get::<_, Vec<u8>>(0)?)?;
                 let key_id: i64 = r.get(1)?;
@@ -86,7 +87,7 @@ impl Store {
                     .map(|b| RecordId::from_slice(&b))
                     .transpose()?;
                 let sealed: Vec<u8> = r.get(9)?;
-                let key = self.data_key(conn, key_id)?;
+                let key = self.data_key(conn, key_id, &mut memo)?;
                 let row = row_id(&[&id.0, purpose.as_str().as_bytes()]);
                 let payload = key
                     .open(binding(&row, key_id), &sealed)

@@ -551,4 +551,8 @@ pub struct ErasureReport {
     pub keys_destroyed: usize,
     /// Rows deleted across tables.
     pub rows_deleted: usize,
+    /// Whether the WAL was checkpointed and truncated right away, so no copy of the erased
+    /// pages remains in the `-wal` file. `false` when a reader held an old snapshot; the next
+    /// [`super::Store::checkpoint`] completes it.
+    pub wal_truncated: bool,
 }
