@@ -6,8 +6,8 @@ use std::fmt;
 use crate::error::Result;
 use crate::kind::CheckKind;
 
-/// Signal quality of a check or window.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// Signal quality of a check or window. `Debug` shows only whether it was acceptable.
+#[derive(Clone, Copy, PartialEq)]
 pub struct QualityReport {
     /// Signal quality index, `0..=1`.
     pub sqi: f64,
@@ -15,6 +15,14 @@ pub struct QualityReport {
     pub threshold: f64,
     /// `sqi >= threshold`: good enough to predict on.
     pub acceptable: bool,
+}
+
+impl fmt::Debug for QualityReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QualityReport")
+            .field("acceptable", &self.acceptable)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What became of the prediction step.

@@ -14,13 +14,21 @@ use crate::signal::FEATURE_SET_VERSION;
 use crate::store::{CheckRecord, OutboxDraft, RawWindow, RecordId, SignalQuality};
 
 /// What [`CheckSession::finish`] returns: the stored check and the beats it found.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct CheckResult {
     /// The check as stored (what history returns for it later).
     pub check: StoredCheck,
     /// Beat (ECG/PPG) or step (activity) positions, as sample indices of the first channel
     /// since its first sample. Not stored.
     pub peaks: Vec<u64>,
+}
+
+impl std::fmt::Debug for CheckResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CheckResult")
+            .field("check", &self.check)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug)]
