@@ -133,6 +133,18 @@ fn from_record(c: CheckRecord) -> Result<StoredCheck> {
             sqi: quality.sqi,
             threshold,
         },
+        (None, Some("features_unavailable")) => PredictionOutcome::FeaturesUnavailable {
+            missing: c
+                .session
+                .get("missing_features")
+                .map(|m| {
+                    m.split(',')
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
+        },
         (None, _) => PredictionOutcome::NoModel,
     };
     Ok(StoredCheck {

@@ -45,6 +45,12 @@ pub enum PredictionOutcome {
         /// Threshold it missed.
         threshold: f64,
     },
+    /// The active model takes features this recording did not yield (for example a
+    /// frequency-domain HRV feature of a recording too short for it): no prediction.
+    FeaturesUnavailable {
+        /// Names of the missing features.
+        missing: Vec<String>,
+    },
     /// No model is installed for this kind of check.
     NoModel,
 }
@@ -62,6 +68,10 @@ impl fmt::Debug for PredictionOutcome {
                 .field("model_version", model_version)
                 .finish_non_exhaustive(),
             Self::QualityTooLow { .. } => f.write_str("QualityTooLow"),
+            Self::FeaturesUnavailable { missing } => f
+                .debug_struct("FeaturesUnavailable")
+                .field("missing", missing)
+                .finish(),
             Self::NoModel => f.write_str("NoModel"),
         }
     }
@@ -73,6 +83,7 @@ impl PredictionOutcome {
         match self {
             Self::Predicted { .. } => "predicted",
             Self::QualityTooLow { .. } => "quality_too_low",
+            Self::FeaturesUnavailable { .. } => "features_unavailable",
             Self::NoModel => "no_model",
         }
     }
@@ -86,15 +97,22 @@ pub(crate) struct ModelOutput {
     pub outputs: BTreeMap<String, f64>,
 }
 
+/// What a [`Predictor`] made of one check.
+#[derive(Debug, Clone, PartialEq)]
+#[allow(dead_code)] // Built by the predictor adapters.
+pub(crate) enum Answer {
+    /// No model serves this kind.
+    NoModel,
+    /// The serving model needs features the check lacks.
+    Missing(Vec<String>),
+    /// The model ran.
+    Output(ModelOutput),
+}
+
 /// The seam between the engine and the inference module: the model serving a kind of check,
 /// run on features keyed by feature set v1 names.
 pub(crate) trait Predictor: Send + Sync + fmt::Debug {
-    /// `Ok(None)` when no model serves `kind`.
-    fn predict(
-        &self,
-        kind: CheckKind,
-        features: &BTreeMap<String, f64>,
-    ) -> Result<Option<ModelOutput>>;
+    fn predict(&self, kind: CheckKind, features: &BTreeMap<String, f64>) -> Result<Answer>;
 }
 
 /// Runs the quality gate, then `predictor`.
@@ -114,11 +132,12 @@ pub(crate) fn predict(
         return Ok(PredictionOutcome::NoModel);
     };
     Ok(match p.predict(kind, features)? {
-        Some(o) => PredictionOutcome::Predicted {
+        Answer::Output(o) => PredictionOutcome::Predicted {
             model_name: o.model_name,
             model_version: o.model_version,
             outputs: o.outputs,
         },
-        None => PredictionOutcome::NoModel,
+        Answer::Missing(missing) => PredictionOutcome::FeaturesUnavailable { missing },
+        Answer::NoModel => PredictionOutcome::NoModel,
     })
 }

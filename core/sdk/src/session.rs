@@ -325,6 +325,9 @@ pub(crate) fn build_record(
     session.insert("outcome".to_owned(), outcome.tag().to_owned());
     session.insert("sqi_threshold".to_owned(), q.threshold.to_string());
     session.insert("rate_hz".to_owned(), rate_hz.to_string());
+    if let PredictionOutcome::FeaturesUnavailable { missing } = outcome {
+        session.insert("missing_features".to_owned(), missing.join(","));
+    }
     let prediction = match outcome {
         PredictionOutcome::Predicted {
             model_name,
