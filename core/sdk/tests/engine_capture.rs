@@ -227,3 +227,43 @@ fn capture_config_is_checked() {
         Err(EngineError::ShutDown)
     ));
 }
+
+#[test]
+fn timestamped_streams_are_windowed_too() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let engine = open(dir.path());
+    let x = long_ppg();
+    let x = &x[..18_000];
+    let cap = engine
+        .start_capture(
+            CaptureConfig::new(CheckKind::PpgRhythm)
+                .window_s(60.0)
+                .overlap_s(30.0),
+        )
+        .expect("capture");
+    for (k, chunk) in x.chunks(333).enumerate() {
+        let times = (0..chunk.len())
+            .map(|i| T0_S + (k * 333 + i) as f64 / 100.0)
+            .collect();
+        cap.push_samples(
+            "ppg",
+            SampleBatch::timestamped(times, chunk.to_vec(), 100.0),
+        )
+        .expect("push");
+    }
+    let stats = cap.close();
+    assert_eq!(stats.windows_stored, 5);
+    let t0 = (T0_S * 1000.0) as i64;
+    let w = engine.windows(t0, t0 + 3_600_000, None).expect("windows");
+    for (k, w) in w.iter().enumerate() {
+        let want = features_of(&x[k * 3000..k * 3000 + 6000]).expect("analysable");
+        assert_eq!(w.features.len(), want.len());
+        for (name, v) in &want {
+            let got = w.features[name];
+            assert!(
+                (got - v).abs() <= 1e-9 * v.abs().max(1.0),
+                "{name}: {got} vs {v}"
+            );
+        }
+    }
+}
