@@ -13,6 +13,7 @@ export VITALCORE_CACHE := $(CURDIR)/$(CACHE)
 export VITALCORE_PYTHON := $(CURDIR)/$(PY)
 
 .PHONY: help demo test test-rust test-python lint fmt venv data bench clean
+.PHONY: ffi-lib bindings-gen test-bindings test-bindings-python test-kotlin test-swift-gen bench-bindings
 
 help:
 	@echo "make demo   - run the main job end to end on embedded defaults"
@@ -48,7 +49,7 @@ test-rust: data
 test-python: data
 	$(PY) -m pytest -q scripts/tests
 
-test: lint test-rust test-python
+test: lint test-rust test-python test-bindings
 	@echo "make test: all suites passed"
 
 demo: data
@@ -60,3 +61,48 @@ bench: data
 clean:
 	$(CARGO) clean
 	rm -rf $(CACHE)
+
+# --- Bindings (bindings/, android/, ios/) ------------------------------------------------
+# The debug cdylib with the test-only exports, and the crate's own uniffi-bindgen; the same
+# feature set as `cargo test --all-features`, so test-rust's build is reused.
+FFI_FEATURES := cli,testing
+FFI_LIB      := target/debug/libvitalcore_ffi.so
+BINDGEN      := target/debug/uniffi-bindgen
+GEN          := target/bindings
+# Maven: a repository inside the git-ignored cache; online (Maven Central) only until the
+# first successful run has filled it, offline after that.
+M2           := $(CACHE)/m2
+MVN          = mvn -B -ntp -Dmaven.repo.local=$(CURDIR)/$(M2) $(if $(wildcard $(M2)/.complete),-o,) \
+               -f android/jvm-tests/pom.xml -Dvitalcore.generated.dir=$(CURDIR)/$(GEN)/kotlin \
+               -Dvitalcore.lib.dir=$(CURDIR)/target/debug -Dvitalcore.recordings.dir=$(CURDIR)/$(CACHE)/recordings
+
+ffi-lib:
+	$(CARGO) build -p vitalcore-ffi --features $(FFI_FEATURES) --locked
+
+bindings-gen: ffi-lib
+	rm -rf $(GEN)
+	for lang in kotlin swift python; do \
+	  $(BINDGEN) generate --no-format --library $(FFI_LIB) --language $$lang --out-dir $(GEN)/$$lang; \
+	done
+
+# The Python wheel exactly as `pip install ./bindings` builds it (maturin, uniffi), plus the
+# test-only exports; installed into a private directory, not into the project venv.
+test-bindings-python: data
+	rm -rf target/wheels-test target/py-test
+	$(VENV)/bin/maturin build --quiet -m bindings/Cargo.toml --features testing --profile dev -o target/wheels-test
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --target target/py-test target/wheels-test/*.whl
+	cd bindings/python/tests && PYTHONPATH=$(CURDIR)/target/py-test $(CURDIR)/$(PY) -m pytest -q -p no:cacheprovider .
+
+test-kotlin: bindings-gen data
+	$(MVN) test
+	mkdir -p $(M2) && touch $(M2)/.complete
+
+test-swift-gen: bindings-gen data
+	$(PY) ios/scripts/check_generated.py --generated $(GEN)/swift --facade ios/Sources/Vitalcore
+	VITALCORE_SWIFT_GEN=$(CURDIR)/$(GEN)/swift $(PY) -m pytest -q -p no:cacheprovider ios/scripts
+
+test-bindings: test-bindings-python test-kotlin test-swift-gen
+
+bench-bindings: data
+	bash bindings/bench.sh
+

@@ -14,3 +14,7 @@ cargo bench --locked -p vitalcore --bench store
 # (figures in BENCHMARKS.md, "Engine").
 cargo bench --locked -p vitalcore --bench engine
 cargo bench --locked -p vitalcore --bench engine_memory
+
+# Bindings: cdylib size and per-call overhead from Kotlin and Python (BENCHMARKS.md,
+# "Bindings: size and call overhead").
+bash bindings/bench.sh

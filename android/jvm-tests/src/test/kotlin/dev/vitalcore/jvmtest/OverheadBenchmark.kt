@@ -1,0 +1,52 @@
+package dev.vitalcore.jvmtest
+
+import dev.vitalcore.Vitalcore
+import dev.vitalcore.ffi.featureCount
+import dev.vitalcore.ffi.validateBatch
+import org.junit.jupiter.api.Test
+
+/**
+ * Per-call overhead from Kotlin through JNA (run by `make bench` only: surefire's default
+ * includes skip `*Benchmark` classes). Warmed-up nanoTime loops; median of 15 rounds.
+ * The baseline is the same batch check written in plain Kotlin, what an app would do
+ * without the native library.
+ */
+class OverheadBenchmark {
+    private fun median(xs: List<Double>) = xs.sorted()[xs.size / 2]
+
+    private inline fun perCallNs(iterations: Int, rounds: Int = 15, body: () -> Unit): Double {
+        repeat(iterations) { body() } // warm-up: JIT, JNA binding, allocation paths
+        return median((0 until rounds).map {
+            val t0 = System.nanoTime()
+            repeat(iterations) { body() }
+            (System.nanoTime() - t0).toDouble() / iterations
+        })
+    }
+
+    private fun kotlinCheck(x: List<Double>, rate: Double): Long {
+        require(rate.isFinite() && rate in 1.0..2000.0)
+        require(x.isNotEmpty())
+        for (v in x) require(v.isFinite() && Math.abs(v) <= 1e12)
+        return x.size.toLong()
+    }
+
+    @Test
+    fun overhead() {
+        val samples = List(1000) { Math.sin(it / 10.0) }
+        val primitive = DoubleArray(1000) { Math.sin(it / 10.0) }
+        var sink = 0L
+        val trivial = perCallNs(20_000) { sink += featureCount().toLong() }
+        val batch = perCallNs(5_000) { sink += validateBatch(samples, 100.0).count.toLong() }
+        val batchFromArray = perCallNs(5_000) { sink += validateBatch(primitive.asList(), 100.0).count.toLong() }
+        val packed = perCallNs(20_000) { sink += Vitalcore.checkBatch(primitive, 100.0).count.toLong() }
+        val kotlin = perCallNs(5_000) { sink += kotlinCheck(samples, 100.0) }
+        println("BENCH kotlin trivial_call_us=%.3f".format(trivial / 1000))
+        println("BENCH kotlin batch1000_call_us=%.3f".format(batch / 1000))
+        println("BENCH kotlin batch1000_from_doublearray_us=%.3f".format(batchFromArray / 1000))
+        println("BENCH kotlin batch1000_packed_doublearray_us=%.3f".format(packed / 1000))
+        println("BENCH kotlin batch1000_pure_kotlin_us=%.3f".format(kotlin / 1000))
+        println("BENCH kotlin batch1000_list_vs_pure_ratio=%.1f".format(batch / kotlin))
+        println("BENCH kotlin batch1000_packed_vs_pure_ratio=%.1f".format(packed / kotlin))
+        println("BENCH sink=$sink")
+    }
+}

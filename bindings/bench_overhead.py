@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""Per-call overhead of the uniffi bindings from Python (run by bindings/bench.sh).
+
+Imports the generated module next to the release-ffi cdylib given on the command line,
+so it measures the shipped build. Baseline: the same batch check in plain Python (what a
+data team would write) and with NumPy.
+"""
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+import timeit
+from pathlib import Path
+
+
+def load(module_path: Path):
+    spec = importlib.util.spec_from_file_location("vitalcore_ffi", module_path)
+    mod = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def per_call_us(stmt, number: int) -> float:
+    stmt()  # warm-up
+    return min(timeit.repeat(stmt, number=number, repeat=7)) / number * 1e6
+
+
+def main() -> int:
+    ffi = load(Path(sys.argv[1]))
+    import numpy as np
+
+    x = [math.sin(i / 10) for i in range(1000)]
+    arr = np.asarray(x)
+
+    def pure(v=x, rate=100.0):
+        if not (math.isfinite(rate) and 1.0 <= rate <= 2000.0) or not v:
+            raise ValueError
+        for s in v:
+            if not math.isfinite(s) or abs(s) > 1e12:
+                raise ValueError
+        return len(v)
+
+    def numpy_check(a=arr, rate=100.0):
+        if not (math.isfinite(rate) and 1.0 <= rate <= 2000.0) or not a.size:
+            raise ValueError
+        if not (np.isfinite(a).all() and (np.abs(a) <= 1e12).all()):
+            raise ValueError
+        return a.size
+
+    trivial = per_call_us(ffi.feature_count, 20_000)
+    batch = per_call_us(lambda: ffi.validate_batch(x, 100.0), 2_000)
+    batch_np = per_call_us(lambda: ffi.validate_batch(arr.tolist(), 100.0), 2_000)
+    packed = per_call_us(lambda: ffi.validate_batch_f64le(arr.astype("<f8").tobytes(), 100.0), 20_000)
+    py = per_call_us(pure, 2_000)
+    npy = per_call_us(numpy_check, 2_000)
+    print(f"BENCH python trivial_call_us={trivial:.3f}")
+    print(f"BENCH python batch1000_call_us={batch:.3f}")
+    print(f"BENCH python batch1000_from_ndarray_us={batch_np:.3f}")
+    print(f"BENCH python batch1000_packed_ndarray_us={packed:.3f}")
+    print(f"BENCH python batch1000_pure_python_us={py:.3f}")
+    print(f"BENCH python batch1000_numpy_us={npy:.3f}")
+    print(f"BENCH python batch1000_list_vs_pure_ratio={batch / py:.2f}")
+    print(f"BENCH python batch1000_packed_vs_numpy_ratio={packed / npy:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""vitalcore from Python: the exact on-device feature extraction, from the library the apps ship.
+
+Everything here is the generated uniffi binding of the Rust crate ``vitalcore-ffi``
+(module ``vitalcore.vitalcore_ffi``), re-exported, plus :mod:`vitalcore.recordings` for
+running the analysis over a folder of recordings.
+
+Errors are :class:`VitalcoreError` subclasses (``VitalcoreError.InvalidInput``,
+``.Storage``, ``.Crypto``, ``.Network``, ``.ModelRejected``, ``.ConsentRequired``,
+``.Interrupted``, ``.Internal``); a bug inside the native library raises
+:class:`InternalError`, it never crashes the interpreter.
+"""
+from __future__ import annotations
+
+from ._native.vitalcore_ffi import (
+    Analysis,
+    BatchSummary,
+    CardiacSignal,
+    FeatureInfo,
+    FeatureSource,
+    FeatureValue,
+    InternalError,
+    KeyProvider,
+    UnavailableFeature,
+    VersionInfo,
+    VitalcoreError,
+    analyze_accel,
+    analyze_cardiac,
+    analyze_cardiac_async,
+    analyze_cardiac_f64le,
+    feature_count,
+    feature_info,
+    features_v1,
+    key_fingerprint,
+    key_fingerprint_async,
+    validate_batch,
+    validate_batch_f64le,
+    version_info,
+)
+from .samples import pack_f64le
+from .recordings import Recording, analyze_folder, analyze_recording, load_recording
+
+__version__: str = version_info().sdk_version
+
+__all__ = [
+    "Analysis",
+    "BatchSummary",
+    "CardiacSignal",
+    "FeatureInfo",
+    "FeatureSource",
+    "FeatureValue",
+    "InternalError",
+    "KeyProvider",
+    "Recording",
+    "UnavailableFeature",
+    "VersionInfo",
+    "VitalcoreError",
+    "analyze_accel",
+    "analyze_cardiac",
+    "analyze_cardiac_async",
+    "analyze_cardiac_f64le",
+    "analyze_folder",
+    "analyze_recording",
+    "feature_count",
+    "feature_info",
+    "features_v1",
+    "key_fingerprint",
+    "key_fingerprint_async",
+    "load_recording",
+    "pack_f64le",
+    "validate_batch",
+    "validate_batch_f64le",
+    "version_info",
+]

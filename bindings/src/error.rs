@@ -1,0 +1,124 @@
+//! The one error type of the FFI, and the one place every internal error is converted to it.
+//!
+//! Variants are what a caller can act on, not where the failure happened. Messages carry no
+//! personal data (no sample values, ids or key bytes): only what was wrong, in words a
+//! developer can fix.
+
+/// Every failure of the vitalcore API, as the host languages see it.
+///
+/// Kotlin: `VitalcoreException.InvalidInput` etc.; Swift: `VitalcoreError.InvalidInput`;
+/// Python: `VitalcoreError.InvalidInput`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, uniffi::Error)]
+pub enum VitalcoreError {
+    /// The caller passed something unusable (wrong length, out of range, unknown name).
+    /// Fix the call; retrying the same input fails again.
+    #[error("invalid input: {reason}")]
+    InvalidInput {
+        /// What was wrong, without the offending values.
+        reason: String,
+    },
+    /// The local store could not be read or written (disk full, file corrupt, locked).
+    #[error("storage failure: {reason}")]
+    Storage {
+        /// What failed.
+        reason: String,
+    },
+    /// Keys or sealed data are unusable (wrong key, tampered data, keystore unavailable).
+    #[error("crypto failure: {reason}")]
+    Crypto {
+        /// What failed.
+        reason: String,
+    },
+    /// The backend could not be reached or refused the request; retry later.
+    #[error("network failure: {reason}")]
+    Network {
+        /// What failed.
+        reason: String,
+        /// When the server said to retry, in milliseconds from now, if it said so.
+        retry_after_ms: Option<u64>,
+    },
+    /// A model update failed verification (signature, feature set, shape) and was not installed.
+    #[error("model rejected: {reason}")]
+    ModelRejected {
+        /// Which check failed.
+        reason: String,
+    },
+    /// The user has not granted the consent this operation needs.
+    #[error("consent required: {reason}")]
+    ConsentRequired {
+        /// Which consent is missing.
+        reason: String,
+    },
+    /// The operation was interrupted or the engine was shut down while it ran.
+    #[error("interrupted: {reason}")]
+    Interrupted {
+        /// What was interrupted.
+        reason: String,
+    },
+    /// A bug in vitalcore (or a host callback that failed unexpectedly). Report it.
+    #[error("internal error: {reason}")]
+    Internal {
+        /// What failed.
+        reason: String,
+    },
+}
+
+impl VitalcoreError {
+    pub(crate) fn invalid(reason: impl Into<String>) -> Self {
+        Self::InvalidInput {
+            reason: reason.into(),
+        }
+    }
+}
+
+/// A host callback threw something that is not a `VitalcoreError`. Its message is dropped on
+/// purpose: host exceptions may carry anything, and this error may end up in logs.
+impl From<uniffi::UnexpectedUniFFICallbackError> for VitalcoreError {
+    fn from(_: uniffi::UnexpectedUniFFICallbackError) -> Self {
+        Self::Internal {
+            reason: "a host callback raised an exception that is not a VitalcoreError".into(),
+        }
+    }
+}
+
+impl From<crate::keys::KeyError> for VitalcoreError {
+    fn from(e: crate::keys::KeyError) -> Self {
+        use crate::keys::KeyError;
+        match e {
+            KeyError::WrongLength { .. } => Self::InvalidInput {
+                reason: e.to_string(),
+            },
+            KeyError::Degenerate => Self::Crypto {
+                reason: e.to_string(),
+            },
+        }
+    }
+}
+
+impl From<crate::catalogue::CatalogueError> for VitalcoreError {
+    fn from(e: crate::catalogue::CatalogueError) -> Self {
+        Self::invalid(e.to_string())
+    }
+}
+
+/// Every signal error is about the input (its messages name indices, rates and lengths,
+/// never sample values), so the caller can fix the call.
+impl From<vitalcore_signal::SignalError> for VitalcoreError {
+    fn from(e: vitalcore_signal::SignalError) -> Self {
+        Self::invalid(e.to_string())
+    }
+}
+
+impl From<crate::samples::PackedError> for VitalcoreError {
+    fn from(e: crate::samples::PackedError) -> Self {
+        Self::invalid(e.to_string())
+    }
+}
+
+impl From<crate::offload::OffloadError> for VitalcoreError {
+    fn from(e: crate::offload::OffloadError) -> Self {
+        Self::Internal {
+            reason: e.to_string(),
+        }
+    }
+}

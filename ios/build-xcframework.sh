@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Builds VitalcoreFFI.xcframework (device + simulator static libraries, header, module map)
+# and the generated Swift bindings, for ios/Package.swift. Needs macOS with Xcode and
+# `rustup target add aarch64-apple-ios aarch64-apple-ios-sim x86_64-apple-ios`.
+# Usage: ios/build-xcframework.sh            (from anywhere)
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/.." && pwd)"
+profile=release-ffi
+lib=libvitalcore_ffi.a
+out="$here/build"
+cd "$root"
+
+for t in aarch64-apple-ios aarch64-apple-ios-sim x86_64-apple-ios; do
+  cargo build -p vitalcore-ffi --locked --profile "$profile" --target "$t"
+done
+
+# Generate from a host build of the same crate and features (the metadata is per crate, not
+# per target); the shipped library never has the test-only exports.
+cargo build -p vitalcore-ffi --locked --features cli --bin uniffi-bindgen
+cargo build -p vitalcore-ffi --locked --profile "$profile"
+host_lib="target/$profile/libvitalcore_ffi.dylib"
+rm -rf "$out" && mkdir -p "$out/headers" "$here/Sources/VitalcoreFFI"
+target/debug/uniffi-bindgen generate --library "$host_lib" --language swift --out-dir "$out/gen"
+cp "$out/gen/VitalcoreFFI.swift" "$here/Sources/VitalcoreFFI/"
+cp "$out/gen/vitalcore_ffiFFI.h" "$out/headers/"
+# SwiftPM/Xcode look for `module.modulemap` inside an xcframework's Headers.
+cp "$out/gen/vitalcore_ffiFFI.modulemap" "$out/headers/module.modulemap"
+
+# One simulator slice for both simulator architectures.
+mkdir -p "$out/sim"
+lipo -create \
+  "target/aarch64-apple-ios-sim/$profile/$lib" \
+  "target/x86_64-apple-ios/$profile/$lib" \
+  -output "$out/sim/$lib"
+
+rm -rf "$here/VitalcoreFFI.xcframework"
+xcodebuild -create-xcframework \
+  -library "target/aarch64-apple-ios/$profile/$lib" -headers "$out/headers" \
+  -library "$out/sim/$lib" -headers "$out/headers" \
+  -output "$here/VitalcoreFFI.xcframework"
+echo "built $here/VitalcoreFFI.xcframework and Sources/VitalcoreFFI/VitalcoreFFI.swift"
