@@ -245,11 +245,17 @@ fn timestamped_streams_are_windowed_too() {
         let times = (0..chunk.len())
             .map(|i| T0_S + (k * 333 + i) as f64 / 100.0)
             .collect();
-        cap.push_samples(
-            "ppg",
-            SampleBatch::timestamped(times, chunk.to_vec(), 100.0),
-        )
-        .expect("push");
+        let batch = SampleBatch::timestamped(times, chunk.to_vec(), 100.0);
+        // A loaded host may fall behind: backpressure is retried, as an app would.
+        loop {
+            match cap.push_samples("ppg", batch.clone()) {
+                Ok(()) => break,
+                Err(EngineError::Backpressure { .. }) => {
+                    std::thread::sleep(Duration::from_millis(1))
+                }
+                Err(e) => panic!("push: {e}"),
+            }
+        }
     }
     let stats = cap.close();
     assert_eq!(stats.windows_stored, 5);
