@@ -9,6 +9,12 @@ PY=${VITALCORE_PYTHON:-.venv/bin/python}
 
 # Encrypted store vs the same schema in plaintext SQLite (BENCHMARKS.md, "Encrypted store").
 cargo bench --locked -p vitalcore --bench store
+
+# Engine: finish() latency of a 60 s PPG check, and memory of a 24 h simulated capture
+# (figures in BENCHMARKS.md, "Engine").
+cargo bench --locked -p vitalcore --bench engine
+cargo bench --locked -p vitalcore --bench engine_memory
+
 # Bindings: cdylib size and per-call overhead from Kotlin and Python (BENCHMARKS.md,
 # "Bindings: size and call overhead").
 bash bindings/bench.sh
