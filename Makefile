@@ -12,7 +12,7 @@ CARGO     ?= cargo
 export VITALCORE_CACHE := $(CURDIR)/$(CACHE)
 export VITALCORE_PYTHON := $(CURDIR)/$(PY)
 
-.PHONY: help demo test test-rust test-python lint fmt venv data bench clean
+.PHONY: help demo test test-rust test-python lint fmt venv data bench clean services test-deploy
 
 help:
 	@echo "make demo   - run the main job end to end on embedded defaults"
@@ -35,6 +35,17 @@ $(CACHE)/.stamp: $(VENV)/.stamp scripts/fetch_data.py
 
 data: $(CACHE)/.stamp
 
+# Backend test services: PostgreSQL 15 (pg_ctlcluster) and the s3s-fs S3 server binary.
+export VITALCORE_TEST_PG_URL ?= postgres://vitalcore_test:vitalcore_test@127.0.0.1:5432/vitalcore_test
+export VITALCORE_S3_SERVER_BIN ?= $(CURDIR)/.services/bin/s3s-fs
+
+services:
+	bash scripts/services.sh start
+
+# The serverless template is linted like code.
+test-deploy: $(VENV)/.stamp
+	$(VENV)/bin/cfn-lint backend/deploy/template.yaml
+
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --all-features --locked -- -D warnings
@@ -42,19 +53,19 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
-test-rust: data
+test-rust: data services
 	$(CARGO) test --workspace --all-features --locked
 
 test-python: data
 	$(PY) -m pytest -q scripts/tests
 
-test: lint test-rust test-python
+test: lint test-rust test-python test-deploy
 	@echo "make test: all suites passed"
 
 demo: data
 	bash scripts/demo.sh
 
-bench: data
+bench: data services
 	bash scripts/bench.sh
 
 clean:

@@ -9,3 +9,5 @@ PY=${VITALCORE_PYTHON:-.venv/bin/python}
 
 # Encrypted store vs the same schema in plaintext SQLite (BENCHMARKS.md, "Encrypted store").
 cargo bench --locked -p vitalcore --bench store
+# Backend ingest (SQLite and PostgreSQL), loopback load from a second process.
+bash scripts/bench_backend.sh

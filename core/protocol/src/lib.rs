@@ -4,8 +4,14 @@
 //! Every serialized type has a snapshot test: the wire format changes only on purpose.
 #![warn(missing_docs)]
 
+pub mod batch;
+pub mod enroll;
+pub mod erasure;
 pub mod manifest;
 
+pub use batch::{BatchAck, ConsentPurpose, FeatureRecord, OutcomeLabel, SyncBatch, BATCH_SCHEMA};
+pub use enroll::{EnrollRequest, EnrollResponse};
+pub use erasure::{ErasureReceipt, ErasureRequest};
 pub use manifest::{
     ArtifactRef, FeatureInput, InputSpec, ManifestSignature, ModelManifest, ModelVersion,
     OutputSpec, SelfTest, SignedManifest, Task, MANIFEST_SCHEMA,

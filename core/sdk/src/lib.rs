@@ -7,4 +7,6 @@
 pub use vitalcore_signal as signal;
 
 pub mod keys;
+pub mod privacy;
 pub mod store;
+pub mod sync;
