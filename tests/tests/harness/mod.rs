@@ -104,6 +104,8 @@ impl Server {
     }
 
     pub async fn enroll(&self) -> String {
+        // rustls is built without a default provider; the SDK installs ring the same way.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let r: EnrollResponse = reqwest::Client::new()
             .post(format!("{}/v1/enroll", self.url()))
             .header("content-type", "application/json")
