@@ -7,6 +7,7 @@
 pub use vitalcore_signal as signal;
 
 pub mod keys;
+pub mod privacy;
 pub mod store;
 
 mod batch;
@@ -33,3 +34,4 @@ pub use session::{CheckResult, CheckSession};
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
+pub mod sync;

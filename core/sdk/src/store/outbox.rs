@@ -108,6 +108,68 @@ impl Store {
         })
     }
 
+    /// Records claimed by a batch that was never acknowledged (the upload was cut, failed, or
+    /// the app was killed), grouped by batch, oldest batch first. Sync re-sends each batch as
+    /// it was formed, under the same key, instead of re-forming it.
+    pub fn outbox_in_flight(&self) -> Result<Vec<(RecordId, Vec<OutboxRecord>)>> {
+        let sql = "SELECT id, key_id, purpose, check_id, idempotency_key, batch_id, attempts, next_attempt_at_ms, quarantined, payload
+             FROM outbox WHERE quarantined = 0 AND batch_id IS NOT NULL ORDER BY created_ms, rowid";
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(sql)?;
+            let mut rows = stmt.query([])?;
+            let mut out: Vec<(RecordId, Vec<OutboxRecord>)> = Vec::new();
+            let mut memo = KeyMemo::new();
+            while let Some(r) = rows.next()? {
+                let rec = self.decode_outbox_row(conn, r, &mut memo)?;
+                let Some(batch) = rec.batch_id else {
+                    continue;
+                };
+                match out.iter_mut().find(|(b, _)| *b == batch) {
+                    Some((_, v)) => v.push(rec),
+                    None => out.push((batch, vec![rec])),
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn decode_outbox_row(
+        &self,
+        conn: &rusqlite::Connection,
+        r: &rusqlite::Row<'_>,
+        memo: &mut KeyMemo,
+    ) -> Result<OutboxRecord> {
+        let id = RecordId::from_slice(&r.get::<_, Vec<u8>>(0)?)?;
+        let key_id: i64 = r.get(1)?;
+        let purpose = Purpose::new(r.get::<_, String>(2)?).map_err(|_| StoreError::Layout)?;
+        let check_id = r
+            .get::<_, Option<Vec<u8>>>(3)?
+            .map(|b| RecordId::from_slice(&b))
+            .transpose()?;
+        let idem: Vec<u8> = r.get(4)?;
+        let batch_id = r
+            .get::<_, Option<Vec<u8>>>(5)?
+            .map(|b| RecordId::from_slice(&b))
+            .transpose()?;
+        let sealed: Vec<u8> = r.get(9)?;
+        let key = self.data_key(conn, key_id, memo)?;
+        let row = row_id(&[&id.0, purpose.as_str().as_bytes()]);
+        let payload = key
+            .open(binding(&row, key_id), &sealed)
+            .map_err(unauthentic("outbox", "payload"))?;
+        Ok(OutboxRecord {
+            id,
+            purpose,
+            check_id,
+            idempotency_key: idem.as_slice().try_into().map_err(|_| StoreError::Layout)?,
+            batch_id,
+            attempts: u32::try_from(r.get::<_, i64>(6)?).map_err(|_| StoreError::Layout)?,
+            next_attempt_at_ms: r.get(7)?,
+            quarantined: r.get::<_, i64>(8)? != 0,
+            payload: payload.to_vec(),
+        })
+    }
+
     /// Marks records as in flight in a new batch; records already in a batch, quarantined or
     /// gone are skipped. Returns the batch id and how many records it holds.
     pub fn outbox_claim(&self, ids: &[RecordId]) -> Result<(RecordId, usize)> {

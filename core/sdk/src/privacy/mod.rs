@@ -1,0 +1,327 @@
+//! Privacy before anything leaves the device: consent gating per purpose and anonymization of
+//! outbox records into wire [`FeatureRecord`]s.
+//!
+//! What goes out is built field by field from an allow-list, never by copying the local record
+//! and removing things: a field the app adds tomorrow (a device id, a note) stays on the device
+//! unless someone adds it here on purpose.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ring::hmac;
+use serde::Deserialize;
+use vitalcore_protocol::{ConsentPurpose, FeatureRecord};
+use zeroize::Zeroizing;
+
+use crate::store::{Purpose, Store, StoreError, SubjectId};
+
+/// Why a record could not be prepared for upload.
+#[derive(Debug, thiserror::Error)]
+pub enum PrivacyError {
+    /// The stored record is not a record this version understands (it is quarantined).
+    #[error("outbox record is not a valid check record")]
+    MalformedRecord,
+    /// No allow-listed feature is left after filtering (nothing worth sending).
+    #[error("outbox record has no allow-listed feature")]
+    NoFeatures,
+    /// The purpose name has no wire purpose.
+    #[error("purpose has no upload meaning")]
+    UnknownPurpose,
+    /// The local store failed.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// What a local purpose means on the wire: `model_training`, `partner_sharing`, or
+/// `research_<study>` (the store's purpose vocabulary is `[a-z0-9_]`, so the study is the
+/// suffix after `research_`).
+pub fn wire_purpose(p: &Purpose) -> Result<(ConsentPurpose, Option<&str>), PrivacyError> {
+    match p.as_str() {
+        "model_training" => Ok((ConsentPurpose::ModelTraining, None)),
+        "partner_sharing" => Ok((ConsentPurpose::PartnerSharing, None)),
+        s => match s.strip_prefix("research_") {
+            Some(study) if !study.is_empty() => Ok((ConsentPurpose::Research, Some(study))),
+            _ => Err(PrivacyError::UnknownPurpose),
+        },
+    }
+}
+
+/// Purposes among `candidates` the subject currently consents to (latest decision granted).
+pub fn consented(
+    store: &Store,
+    subject: &SubjectId,
+    candidates: &[Purpose],
+) -> Result<Vec<Purpose>, PrivacyError> {
+    let mut out = Vec::new();
+    for p in candidates {
+        if store.consent(subject, p)?.is_some_and(|d| d.granted) {
+            out.push(p.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// Generalization rules. Defaults: the feature set v1 names, timestamps to the hour.
+#[derive(Debug, Clone)]
+pub struct AnonymizationPolicy {
+    allowed_features: BTreeSet<String>,
+    time_granularity_secs: i64,
+    study: String,
+}
+
+impl AnonymizationPolicy {
+    /// Policy for `study` (records whose purpose names no study are filed under it); allows
+    /// every feature set v1 name, coarsens time to the hour.
+    pub fn new(study: impl Into<String>) -> Self {
+        Self {
+            allowed_features: vitalcore_signal::FEATURES_V1
+                .iter()
+                .map(|f| f.name.to_owned())
+                .collect(),
+            time_granularity_secs: 3600,
+            study: study.into(),
+        }
+    }
+
+    /// Replaces the feature allow-list.
+    pub fn allow_features<I: IntoIterator<Item = S>, S: Into<String>>(mut self, names: I) -> Self {
+        self.allowed_features = names.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Time granularity in seconds, at least one hour (the wire field is an hour); default 3600.
+    pub fn time_granularity_secs(mut self, secs: i64) -> Self {
+        self.time_granularity_secs = secs.max(3600);
+        self
+    }
+}
+
+/// The local record shape read from the outbox payload. Unknown fields are ignored on purpose:
+/// only what is named here can ever be read, and of that only generalized values go out.
+#[derive(Deserialize)]
+struct LocalRecord {
+    kind: String,
+    feature_set: String,
+    #[serde(default)]
+    started_at_ms: Option<i64>,
+    #[serde(default)]
+    day: Option<i64>,
+    #[serde(default)]
+    sqi: Option<f64>,
+    #[serde(default)]
+    quality: Option<f64>,
+    features: BTreeMap<String, f64>,
+    #[serde(default)]
+    age_years: Option<u32>,
+}
+
+/// Age generalized to a 5-year band, `90+` above 89.
+pub fn age_band(years: u32) -> String {
+    if years >= 90 {
+        "90+".to_owned()
+    } else {
+        let lo = years / 5 * 5;
+        format!("{lo}-{}", lo + 4)
+    }
+}
+
+/// Seconds coarsened down to a multiple of `granularity` (floor, also before 1970).
+pub fn coarsen(secs: i64, granularity: i64) -> i64 {
+    secs.div_euclid(granularity) * granularity
+}
+
+/// Turns outbox payloads into anonymized wire records.
+pub struct Anonymizer {
+    key: hmac::Key,
+    policy: AnonymizationPolicy,
+}
+
+impl std::fmt::Debug for Anonymizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Anonymizer")
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Anonymizer {
+    /// `secret` keys the pseudonyms: it never leaves the device, so the server cannot link a
+    /// pseudonym to the subject, and two purposes give two unrelated pseudonyms.
+    pub fn new(secret: Zeroizing<[u8; 32]>, policy: AnonymizationPolicy) -> Self {
+        Self {
+            key: hmac::Key::new(hmac::HMAC_SHA256, secret.as_ref()),
+            policy,
+        }
+    }
+
+    fn tag(&self, parts: &[&[u8]]) -> String {
+        let mut ctx = hmac::Context::with_key(&self.key);
+        for p in parts {
+            // Length-prefixed so ("ab","c") and ("a","bc") differ.
+            ctx.update(&(p.len() as u64).to_be_bytes());
+            ctx.update(p);
+        }
+        hex::encode(&ctx.sign().as_ref()[..16])
+    }
+
+    /// Pseudonymous subject id for one purpose.
+    pub fn pseudonym(&self, subject: &SubjectId, purpose: &Purpose) -> String {
+        self.tag(&[
+            b"subject",
+            purpose.as_str().as_bytes(),
+            subject.as_str().as_bytes(),
+        ])
+    }
+
+    /// Builds the wire record for one outbox row; `local_id` (the outbox row id) is turned into
+    /// a keyed record id, stable across retries and unlinkable to the local row.
+    pub fn anonymize(
+        &self,
+        subject: &SubjectId,
+        purpose: &Purpose,
+        local_id: &[u8],
+        payload: &[u8],
+    ) -> Result<FeatureRecord, PrivacyError> {
+        let (_, study) = wire_purpose(purpose)?;
+        let local: LocalRecord =
+            serde_json::from_slice(payload).map_err(|_| PrivacyError::MalformedRecord)?;
+        let features: BTreeMap<String, f64> = local
+            .features
+            .into_iter()
+            .filter(|(k, v)| self.policy.allowed_features.contains(k) && v.is_finite())
+            .collect();
+        if features.is_empty() {
+            return Err(PrivacyError::NoFeatures);
+        }
+        let secs = match (local.started_at_ms, local.day) {
+            (Some(ms), _) => ms.div_euclid(1000),
+            (None, Some(day)) => day.saturating_mul(86_400),
+            (None, None) => return Err(PrivacyError::MalformedRecord),
+        };
+        let quality = local.sqi.or(local.quality).unwrap_or(0.0);
+        if !(0.0..=1.0).contains(&quality) || !short_token(&local.kind) {
+            return Err(PrivacyError::MalformedRecord);
+        }
+        if !short_token(&local.feature_set) {
+            return Err(PrivacyError::MalformedRecord);
+        }
+        Ok(FeatureRecord {
+            record_id: self.tag(&[b"record", purpose.as_str().as_bytes(), local_id]),
+            subject: self.pseudonym(subject, purpose),
+            study: study.unwrap_or(&self.policy.study).to_owned(),
+            kind: local.kind,
+            feature_set: local.feature_set,
+            captured_hour: coarsen(secs, self.policy.time_granularity_secs),
+            age_band: local.age_years.map(age_band),
+            quality,
+            features,
+        })
+    }
+}
+
+/// Kinds and feature-set versions are a small vocabulary; anything else (free text smuggled in
+/// a field) is refused rather than sent.
+fn short_token(s: &str) -> bool {
+    (1..=16).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.')
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use proptest::prelude::*;
+
+    fn anon() -> Anonymizer {
+        Anonymizer::new(
+            Zeroizing::new([7u8; 32]),
+            AnonymizationPolicy::new("rhythm").allow_features(["hr", "rmssd"]),
+        )
+    }
+
+    #[test]
+    fn age_bands_are_five_years_with_90_plus() {
+        assert_eq!(age_band(0), "0-4");
+        assert_eq!(age_band(44), "40-44");
+        assert_eq!(age_band(45), "45-49");
+        assert_eq!(age_band(89), "85-89");
+        assert_eq!(age_band(90), "90+");
+        assert_eq!(age_band(120), "90+");
+    }
+
+    #[test]
+    fn only_allow_listed_fields_leave() {
+        let s = SubjectId::new("alice@example.org").unwrap();
+        let p = Purpose::new("model_training").unwrap();
+        let payload = br#"{"kind":"ppg","feature_set":"v1","started_at_ms":1790001234567,
+            "features":{"hr":61.0,"rmssd":40.0,"secret_feature":1.0},"sqi":0.9,"age_years":47,
+            "device_id":"IMEI-356938035643809","note":"felt dizzy at work","ip":"10.1.2.3"}"#;
+        let r = anon().anonymize(&s, &p, b"row1", payload).unwrap();
+        let json = serde_json::to_string(&r).unwrap();
+        for canary in [
+            "alice",
+            "IMEI",
+            "dizzy",
+            "10.1.2.3",
+            "secret_feature",
+            "1790001234",
+        ] {
+            assert!(!json.contains(canary), "{canary} leaked: {json}");
+        }
+        assert_eq!(r.features.len(), 2);
+        assert_eq!(r.age_band.as_deref(), Some("45-49"));
+        assert_eq!(r.captured_hour % 3600, 0);
+        assert!(1_790_001_234 - r.captured_hour < 3600);
+    }
+
+    #[test]
+    fn pseudonyms_differ_per_purpose_and_per_key() {
+        let s = SubjectId::new("subject-1").unwrap();
+        let a = anon();
+        let p1 = Purpose::new("model_training").unwrap();
+        let p2 = Purpose::new("research_sleep").unwrap();
+        assert_ne!(a.pseudonym(&s, &p1), a.pseudonym(&s, &p2));
+        assert_eq!(a.pseudonym(&s, &p1), anon().pseudonym(&s, &p1));
+        let other = Anonymizer::new(Zeroizing::new([8u8; 32]), AnonymizationPolicy::new("x"));
+        assert_ne!(a.pseudonym(&s, &p1), other.pseudonym(&s, &p1));
+    }
+
+    #[test]
+    fn free_text_in_kind_is_refused() {
+        let s = SubjectId::new("s").unwrap();
+        let p = Purpose::new("model_training").unwrap();
+        let payload =
+            br#"{"kind":"John Smith's ppg","feature_set":"v1","day":20000,"features":{"hr":60.0}}"#;
+        assert!(matches!(
+            anon().anonymize(&s, &p, b"r", payload),
+            Err(PrivacyError::MalformedRecord)
+        ));
+    }
+
+    #[test]
+    fn research_purpose_names_the_study() {
+        let p = Purpose::new("research_sleep").unwrap();
+        assert_eq!(
+            wire_purpose(&p).unwrap(),
+            (ConsentPurpose::Research, Some("sleep"))
+        );
+        assert!(wire_purpose(&Purpose::care()).is_err());
+    }
+
+    proptest! {
+        /// Untrusted payload bytes never panic, and whatever comes out is generalized.
+        #[test]
+        fn arbitrary_payloads_are_refused_or_generalized(bytes in proptest::collection::vec(any::<u8>(), 0..256),
+                                                          ms in any::<i64>(), age in 0u32..200) {
+            let s = SubjectId::new("s").unwrap();
+            let p = Purpose::new("model_training").unwrap();
+            let _ = anon().anonymize(&s, &p, b"r", &bytes);
+            let payload = format!(r#"{{"kind":"ppg","feature_set":"v1","started_at_ms":{ms},"features":{{"hr":60.0}},"age_years":{age}}}"#);
+            let r = anon().anonymize(&s, &p, b"r", payload.as_bytes()).unwrap();
+            prop_assert_eq!(r.captured_hour.rem_euclid(3600), 0);
+            prop_assert!(ms.div_euclid(1000) - r.captured_hour < 3600);
+            let band = r.age_band.unwrap();
+            prop_assert!(band == "90+" || band.len() <= 5);
+        }
+    }
+}

@@ -1,0 +1,587 @@
+//! Upload of consented, anonymized outbox records to the backend, exactly once in effect.
+//!
+//! The protocol with the store: a batch is formed by claiming outbox rows under a fresh batch
+//! id (persisted) *before* the first byte is sent; the idempotency key is that batch id, so a
+//! retry — in this run, after a cut connection, or after the app was killed — re-sends the same
+//! rows under the same key, and the server answers with its stored acknowledgement instead of
+//! storing twice. Rows leave the outbox only when an acknowledgement arrived.
+//! Anonymization is deterministic (keyed HMAC, coarsening), so a re-sent batch is byte-identical.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use flate2::write::GzEncoder;
+use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::StatusCode;
+use vitalcore_protocol::{BatchAck, ErasureReceipt, ErasureRequest, SyncBatch, BATCH_SCHEMA};
+
+use crate::privacy::{self, Anonymizer, PrivacyError};
+use crate::store::{OutboxRecord, Purpose, RecordId, Store, StoreError, SubjectId};
+
+/// Why a sync run stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// The server refused the device credential.
+    #[error("the server refused the device credential")]
+    Unauthorized,
+    /// The endpoint serves another data region than the device's; nothing was sent.
+    #[error("endpoint serves region {actual}, the device belongs to {expected}")]
+    WrongRegion {
+        /// The device's region.
+        expected: String,
+        /// What the endpoint answered.
+        actual: String,
+    },
+    /// The endpoint could not be reached or answered nonsense; retry later.
+    #[error("network: {0}")]
+    Network(String),
+    /// The server kept failing; the batch keeps its key and is retried on the next run.
+    #[error("server unavailable, retry after {retry_after_ms} ms")]
+    Unavailable {
+        /// Suggested wait.
+        retry_after_ms: u64,
+    },
+    /// The local store failed.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// Privacy preparation failed for a reason other than a bad record.
+    #[error("privacy: {0}")]
+    Privacy(#[from] PrivacyError),
+    /// The configuration cannot work.
+    #[error("invalid sync configuration: {0}")]
+    Config(&'static str),
+}
+
+/// Sync settings; every default is in the setter's doc.
+#[derive(Clone)]
+pub struct SyncConfig {
+    endpoint: String,
+    region: String,
+    credential: String,
+    purposes: Vec<Purpose>,
+    max_records: usize,
+    max_bytes: usize,
+    max_attempts: u32,
+    base_backoff: Duration,
+    max_backoff: Duration,
+    timeout: Duration,
+    wifi_only: bool,
+    charging_only: bool,
+}
+
+impl std::fmt::Debug for SyncConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncConfig")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("credential", &"<redacted>")
+            .field("max_records", &self.max_records)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SyncConfig {
+    /// `endpoint` is the base URL of the device's region (for example `https://eu.example`);
+    /// `credential` the bearer token from enrollment; `purposes` the upload purposes the app
+    /// knows (only those with current consent are sent).
+    pub fn new(
+        endpoint: impl Into<String>,
+        region: impl Into<String>,
+        credential: impl Into<String>,
+        purposes: Vec<Purpose>,
+    ) -> Self {
+        Self {
+            endpoint: endpoint.into().trim_end_matches('/').to_owned(),
+            region: region.into(),
+            credential: credential.into(),
+            purposes,
+            max_records: 500,
+            max_bytes: 512 * 1024,
+            max_attempts: 5,
+            base_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(60),
+            timeout: Duration::from_secs(30),
+            wifi_only: false,
+            charging_only: false,
+        }
+    }
+    /// Most records per batch; default 500.
+    pub fn max_records(mut self, n: usize) -> Self {
+        self.max_records = n.max(1);
+        self
+    }
+    /// Most uncompressed JSON bytes per batch (a single larger record still goes alone);
+    /// default 512 KiB.
+    pub fn max_bytes(mut self, n: usize) -> Self {
+        self.max_bytes = n;
+        self
+    }
+    /// Attempts per batch within one run before giving up until the next run; default 5.
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.max_attempts = n.max(1);
+        self
+    }
+    /// Backoff base and cap (full jitter: a uniform wait in `[0, min(cap, base * 2^n)]`);
+    /// defaults 500 ms and 60 s. `Retry-After` from the server is a floor, capped by `cap`.
+    pub fn backoff(mut self, base: Duration, cap: Duration) -> Self {
+        self.base_backoff = base;
+        self.max_backoff = cap;
+        self
+    }
+    /// Per-request timeout; default 30 s.
+    pub fn timeout(mut self, t: Duration) -> Self {
+        self.timeout = t;
+        self
+    }
+    /// Upload only on Wi-Fi; default off.
+    pub fn wifi_only(mut self, on: bool) -> Self {
+        self.wifi_only = on;
+        self
+    }
+    /// Upload only while charging; default off.
+    pub fn charging_only(mut self, on: bool) -> Self {
+        self.charging_only = on;
+        self
+    }
+}
+
+/// What the app reports about the device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceConditions {
+    /// On an unmetered (Wi-Fi) network.
+    pub wifi: bool,
+    /// Charging.
+    pub charging: bool,
+}
+
+/// Outcome of one [`SyncClient::sync_now`] run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    /// Batches acknowledged by the server.
+    pub batches_acked: usize,
+    /// Records deleted from the outbox after acknowledgement.
+    pub records_acked: usize,
+    /// Records the server already held (a replay or an earlier partial success).
+    pub records_duplicate: usize,
+    /// Records set aside as poison.
+    pub records_quarantined: usize,
+    /// The run did nothing because of the Wi-Fi / charging policy.
+    pub held_by_policy: bool,
+    /// Bytes sent on the wire (compressed request bodies).
+    pub bytes_sent: u64,
+}
+
+/// The device's sync client. One run at a time; cheap to share behind an `Arc`.
+pub struct SyncClient {
+    store: Arc<Store>,
+    subject: SubjectId,
+    anonymizer: Anonymizer,
+    config: SyncConfig,
+    http: reqwest::Client,
+    conditions: Mutex<DeviceConditions>,
+    region_verified: Mutex<bool>,
+    run: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for SyncClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncClient")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+enum Sent {
+    Acked(BatchAck),
+    /// The server rejected the content (4xx other than auth/region/overload).
+    Rejected,
+    /// Still not through after the allowed attempts.
+    GaveUp(u64),
+}
+
+impl SyncClient {
+    /// Builds the client; nothing is sent until [`SyncClient::sync_now`].
+    pub fn new(
+        store: Arc<Store>,
+        subject: SubjectId,
+        anonymizer: Anonymizer,
+        config: SyncConfig,
+    ) -> Result<Self, SyncError> {
+        if config.endpoint.is_empty() || config.region.is_empty() {
+            return Err(SyncError::Config("endpoint and region are required"));
+        }
+        // rustls is built with ring, without a process default provider; installing it twice
+        // is harmless (the second call reports the first).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout)
+            .build()
+            .map_err(|_| SyncError::Config("http client"))?;
+        Ok(Self {
+            store,
+            subject,
+            anonymizer,
+            config,
+            http,
+            conditions: Mutex::new(DeviceConditions {
+                wifi: true,
+                charging: true,
+            }),
+            region_verified: Mutex::new(false),
+            run: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// The app reports network and charging state (the SDK cannot see them portably).
+    pub fn set_conditions(&self, c: DeviceConditions) {
+        if let Ok(mut g) = self.conditions.lock() {
+            *g = c;
+        }
+    }
+
+    /// Uploads everything due now: first batches left in flight by an earlier run (same key),
+    /// then new batches. Returns what happened; a batch that could not get through keeps its
+    /// key and rows for the next run.
+    pub async fn sync_now(&self) -> Result<SyncReport, SyncError> {
+        let _one_run = self.run.lock().await;
+        let mut report = SyncReport::default();
+        let c = self
+            .conditions
+            .lock()
+            .map(|g| *g)
+            .unwrap_or(DeviceConditions {
+                wifi: false,
+                charging: false,
+            });
+        if (self.config.wifi_only && !c.wifi) || (self.config.charging_only && !c.charging) {
+            report.held_by_policy = true;
+            return Ok(report);
+        }
+        self.verify_region().await?;
+        let consented = privacy::consented(&self.store, &self.subject, &self.config.purposes)?;
+
+        for (batch, rows) in self.store.outbox_in_flight()? {
+            if rows.iter().any(|r| !consented.contains(&r.purpose)) {
+                // Consent changed while in flight: dissolve; the rows go out again only under
+                // consent (withdrawal erases them in the same step anyway).
+                self.store.outbox_fail(&batch, now_ms(), u32::MAX)?;
+                continue;
+            }
+            self.deliver(&batch, &rows, &mut report).await?;
+        }
+
+        loop {
+            let due = self
+                .store
+                .outbox_due(&consented, now_ms(), self.config.max_records)?;
+            let Some(first) = due.first() else {
+                break;
+            };
+            let purpose = first.purpose.clone();
+            let mut ids = Vec::new();
+            let mut bytes = 0usize;
+            for r in due.iter().filter(|r| r.purpose == purpose) {
+                match self.wire_record(r) {
+                    Ok(w) => {
+                        let n = serde_json::to_vec(&w).map(|v| v.len()).unwrap_or(0);
+                        if !ids.is_empty() && bytes + n > self.config.max_bytes {
+                            break;
+                        }
+                        bytes += n;
+                        ids.push(r.id);
+                    }
+                    Err(PrivacyError::MalformedRecord | PrivacyError::NoFeatures) => {
+                        self.store.outbox_quarantine(&r.id)?;
+                        report.records_quarantined += 1;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            if ids.is_empty() {
+                continue;
+            }
+            // The key is fixed and persisted here, before anything is sent.
+            let (batch, _) = self.store.outbox_claim(&ids)?;
+            let rows = self
+                .store
+                .outbox_in_flight()?
+                .into_iter()
+                .find(|(b, _)| *b == batch)
+                .map(|(_, rows)| rows)
+                .unwrap_or_default();
+            if rows.is_empty() {
+                // Claimed by another run in between: leave the rest to it.
+                break;
+            }
+            self.deliver(&batch, &rows, &mut report).await?;
+        }
+        Ok(report)
+    }
+
+    fn wire_record(
+        &self,
+        r: &OutboxRecord,
+    ) -> Result<vitalcore_protocol::FeatureRecord, PrivacyError> {
+        self.anonymizer
+            .anonymize(&self.subject, &r.purpose, r.id.as_bytes(), &r.payload)
+    }
+
+    /// Sends one claimed batch until acknowledged, rejected, or out of attempts.
+    async fn deliver(
+        &self,
+        batch: &RecordId,
+        rows: &[OutboxRecord],
+        report: &mut SyncReport,
+    ) -> Result<(), SyncError> {
+        match self.send_batch(batch, rows, report).await? {
+            Sent::Acked(ack) => {
+                report.records_acked += self.store.outbox_ack(batch)?;
+                report.batches_acked += 1;
+                report.records_duplicate += ack.records_duplicate as usize;
+                Ok(())
+            }
+            Sent::Rejected if rows.len() == 1 => {
+                self.store.outbox_quarantine(&rows[0].id)?;
+                report.records_quarantined += 1;
+                Ok(())
+            }
+            Sent::Rejected => {
+                // Nothing of a rejected batch is stored: find the bad record by sending each
+                // alone, so it alone is quarantined and the rest go through.
+                self.store.outbox_fail(batch, now_ms(), u32::MAX)?;
+                for r in rows {
+                    let (single, n) = self.store.outbox_claim(std::slice::from_ref(&r.id))?;
+                    if n == 1 {
+                        Box::pin(self.deliver(&single, std::slice::from_ref(r), report)).await?;
+                    }
+                }
+                Ok(())
+            }
+            Sent::GaveUp(retry_after_ms) => Err(SyncError::Unavailable { retry_after_ms }),
+        }
+    }
+
+    fn body(&self, batch: &RecordId, rows: &[OutboxRecord]) -> Result<Vec<u8>, SyncError> {
+        let purpose = &rows[0].purpose;
+        let (wire_purpose, _) = privacy::wire_purpose(purpose)?;
+        let records = rows
+            .iter()
+            .map(|r| self.wire_record(r))
+            .collect::<Result<Vec<_>, _>>()?;
+        let b = SyncBatch {
+            schema: BATCH_SCHEMA,
+            idempotency_key: hex::encode(batch.as_bytes()),
+            region: self.config.region.clone(),
+            consent: vec![wire_purpose],
+            records,
+            labels: Vec::new(),
+        };
+        let json = serde_json::to_vec(&b).map_err(|_| SyncError::Config("batch encoding"))?;
+        let mut gz = GzEncoder::new(
+            Vec::with_capacity(json.len() / 3),
+            flate2::Compression::default(),
+        );
+        gz.write_all(&json)
+            .and_then(|_| gz.finish())
+            .map_err(|_| SyncError::Config("compression"))
+    }
+
+    async fn send_batch(
+        &self,
+        batch: &RecordId,
+        rows: &[OutboxRecord],
+        report: &mut SyncReport,
+    ) -> Result<Sent, SyncError> {
+        let body = match self.body(batch, rows) {
+            Ok(b) => b,
+            Err(SyncError::Privacy(_)) => return Ok(Sent::Rejected),
+            Err(e) => return Err(e),
+        };
+        let url = format!("{}/v1/batches", self.config.endpoint);
+        let mut last_wait = 0u64;
+        for attempt in 0..self.config.max_attempts {
+            let res = self
+                .http
+                .post(&url)
+                .header(AUTHORIZATION, format!("Bearer {}", self.config.credential))
+                .header(CONTENT_TYPE, "application/json")
+                .header(CONTENT_ENCODING, "gzip")
+                .body(body.clone())
+                .send()
+                .await;
+            report.bytes_sent += body.len() as u64;
+            let retry_after = match res {
+                Ok(resp) => {
+                    let status = resp.status();
+                    let ra = retry_after_secs(resp.headers());
+                    if status.is_success() {
+                        match read_json::<BatchAck>(resp).await {
+                            Some(ack) => return Ok(Sent::Acked(ack)),
+                            // Cut during the answer: the server may have committed; the
+                            // same key makes the retry safe.
+                            None => None,
+                        }
+                    } else {
+                        match status {
+                            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                                return Err(SyncError::Unauthorized)
+                            }
+                            StatusCode::MISDIRECTED_REQUEST => {
+                                return Err(SyncError::WrongRegion {
+                                    expected: self.config.region.clone(),
+                                    actual: "other".into(),
+                                })
+                            }
+                            StatusCode::BAD_REQUEST
+                            | StatusCode::UNPROCESSABLE_ENTITY
+                            | StatusCode::PAYLOAD_TOO_LARGE
+                            | StatusCode::CONFLICT => return Ok(Sent::Rejected),
+                            _ => ra,
+                        }
+                    }
+                }
+                Err(_) => None,
+            };
+            if attempt + 1 == self.config.max_attempts {
+                break;
+            }
+            let wait = self.backoff(attempt, retry_after);
+            last_wait = wait.as_millis() as u64;
+            tokio::time::sleep(wait).await;
+        }
+        Ok(Sent::GaveUp(last_wait))
+    }
+
+    /// Full jitter: uniform in `[0, min(cap, base * 2^attempt)]`; `Retry-After` is a floor.
+    fn backoff(&self, attempt: u32, retry_after: Option<u64>) -> Duration {
+        let ceiling = self
+            .config
+            .base_backoff
+            .saturating_mul(1u32 << attempt.min(20))
+            .min(self.config.max_backoff);
+        let jitter = ceiling.mul_f64(unit_random());
+        match retry_after {
+            Some(s) => jitter.max(Duration::from_secs(s).min(self.config.max_backoff)),
+            None => jitter,
+        }
+    }
+
+    /// Asks the endpoint which region it serves and refuses a mismatch before any upload.
+    /// With TLS (production) the answer is authenticated by the server certificate of the
+    /// region's host name.
+    async fn verify_region(&self) -> Result<(), SyncError> {
+        if self.region_verified.lock().map(|g| *g).unwrap_or(false) {
+            return Ok(());
+        }
+        #[derive(serde::Deserialize)]
+        struct Ready {
+            region: String,
+        }
+        let url = format!("{}/readyz", self.config.endpoint);
+        let resp = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|_| SyncError::Network("endpoint unreachable".into()))?;
+        let ready: Ready = read_json(resp)
+            .await
+            .ok_or_else(|| SyncError::Network("endpoint did not state its region".into()))?;
+        if ready.region != self.config.region {
+            return Err(SyncError::WrongRegion {
+                expected: self.config.region.clone(),
+                actual: ready.region,
+            });
+        }
+        if let Ok(mut g) = self.region_verified.lock() {
+            *g = true;
+        }
+        Ok(())
+    }
+
+    /// Withdraws consent for `purpose`: records the decision (uploads stop at once: every
+    /// batch checks consent), erases queued records for it, and asks the server to erase the
+    /// subject's data under that purpose's pseudonym.
+    pub async fn revoke(
+        &self,
+        purpose: &Purpose,
+        policy_version: &str,
+    ) -> Result<Option<ErasureReceipt>, SyncError> {
+        let _one_run = self.run.lock().await;
+        self.store.record_consent(
+            &self.subject,
+            &crate::store::ConsentDecision {
+                purpose: purpose.clone(),
+                granted: false,
+                at_ms: now_ms(),
+                policy_version: policy_version.to_owned(),
+            },
+        )?;
+        self.store.erase_purpose(&self.subject, purpose)?;
+        self.request_erasure(purpose).await.map(Some)
+    }
+
+    /// `POST /v1/erasure` for this subject's pseudonym under `purpose`.
+    pub async fn request_erasure(&self, purpose: &Purpose) -> Result<ErasureReceipt, SyncError> {
+        let req = ErasureRequest {
+            subject: self.anonymizer.pseudonym(&self.subject, purpose),
+        };
+        let url = format!("{}/v1/erasure", self.config.endpoint);
+        for attempt in 0..self.config.max_attempts {
+            let res = self
+                .http
+                .post(&url)
+                .header(AUTHORIZATION, format!("Bearer {}", self.config.credential))
+                .header(CONTENT_TYPE, "application/json")
+                .body(serde_json::to_vec(&req).map_err(|_| SyncError::Config("erasure encoding"))?)
+                .send()
+                .await;
+            let ra = match res {
+                Ok(r) if r.status().is_success() => {
+                    if let Some(receipt) = read_json::<ErasureReceipt>(r).await {
+                        return Ok(receipt);
+                    }
+                    None
+                }
+                Ok(r) if r.status() == StatusCode::UNAUTHORIZED => {
+                    return Err(SyncError::Unauthorized)
+                }
+                Ok(r) => retry_after_secs(r.headers()),
+                Err(_) => None,
+            };
+            if attempt + 1 < self.config.max_attempts {
+                tokio::time::sleep(self.backoff(attempt, ra)).await;
+            }
+        }
+        Err(SyncError::Unavailable {
+            retry_after_ms: self.config.max_backoff.as_millis() as u64,
+        })
+    }
+}
+
+async fn read_json<T: serde::de::DeserializeOwned>(resp: reqwest::Response) -> Option<T> {
+    let bytes = resp.bytes().await.ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+fn retry_after_secs(h: &reqwest::header::HeaderMap) -> Option<u64> {
+    h.get(RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()
+}
+
+fn unit_random() -> f64 {
+    let mut b = [0u8; 8];
+    // A failed system RNG only makes the wait the full ceiling; never a reason to fail sync.
+    if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b).is_err() {
+        return 1.0;
+    }
+    (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

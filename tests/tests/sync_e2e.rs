@@ -1,0 +1,230 @@
+//! Devices against the real `vitalcore-server` (SQLite and PostgreSQL) through a fault proxy:
+//! nothing lost, nothing twice, nothing unconsented, no identifier on the wire.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod harness;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use harness::*;
+use vitalcore::sync::{SyncConfig, SyncError};
+use vitalcore_protocol::{ConsentPurpose, SyncBatch};
+
+/// Syncs until the device's outbox holds nothing but quarantined records (bounded rounds).
+async fn drain(d: &Device) {
+    for _ in 0..40 {
+        let _ = d.client.sync_now().await;
+        let (pending, _) = d.store.outbox_counts().unwrap();
+        if pending == d.unconsented_pending() {
+            return;
+        }
+    }
+    panic!("outbox did not drain");
+}
+
+trait Pending {
+    fn unconsented_pending(&self) -> u64;
+}
+impl Pending for Device {
+    fn unconsented_pending(&self) -> u64 {
+        // Research records are queued without consent in these tests and must stay queued.
+        self.store
+            .outbox_due(&[research()], i64::MAX, 100_000)
+            .unwrap()
+            .len() as u64
+    }
+}
+
+fn exactly_once(
+    server_records: &[vitalcore_protocol::FeatureRecord],
+    expected: &[(String, String)],
+) {
+    let mut seen: HashMap<(String, String), usize> = HashMap::new();
+    for r in server_records {
+        *seen
+            .entry((r.subject.clone(), r.record_id.clone()))
+            .or_default() += 1;
+    }
+    for k in expected {
+        assert_eq!(
+            seen.get(k).copied().unwrap_or(0),
+            1,
+            "record lost or duplicated"
+        );
+    }
+    assert_eq!(
+        server_records.len(),
+        expected.len(),
+        "unexpected records on the server"
+    );
+}
+
+async fn fleet(db: Db) {
+    let server = Server::start(db, "eu").await;
+    let proxy = Proxy::start(server.addr).await;
+    proxy.cycle(&[
+        Fault::Pass,
+        Fault::Drop,
+        Fault::Status500,
+        Fault::CutAfterCommit,
+        Fault::TooMany(1),
+        Fault::Reset,
+        Fault::CutDuringAnswer,
+        Fault::Delay(150),
+    ]);
+    let mut devices = Vec::new();
+    for n in 0..6 {
+        devices.push(Device::new(n, &server, proxy.url(), fast).await);
+    }
+    let mut expected = Vec::new();
+    for d in &devices {
+        d.consent(&training(), true);
+        let ids = d.enqueue(&training(), 25);
+        let pseud = d.pseudonym(&training());
+        expected.extend(ids.into_iter().map(|id| (pseud.clone(), id)));
+        // Never consented: must stay on the device.
+        d.enqueue(&research(), 3);
+        // One poison record per device: quarantined, never blocking the rest.
+        d.enqueue_raw(&training(), br#"{"kind":"ppg"}"#.to_vec());
+    }
+    let runs: Vec<_> = devices.iter().map(drain).collect();
+    for r in runs {
+        r.await;
+    }
+    exactly_once(
+        &server.records(ConsentPurpose::ModelTraining).await,
+        &expected,
+    );
+    assert!(server.records(ConsentPurpose::Research).await.is_empty());
+    for d in &devices {
+        assert_eq!(d.store.outbox_counts().unwrap(), (3, 1));
+    }
+    let cap = proxy.captured();
+    let faults: std::collections::HashSet<_> = cap.iter().map(|c| c.fault).collect();
+    assert!(faults.contains(&Fault::CutAfterCommit) && faults.contains(&Fault::CutDuringAnswer));
+    let refs: Vec<&Device> = devices.iter().collect();
+    assert_no_canary(&cap, &refs);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fleet_through_faults_exactly_once_sqlite() {
+    fleet(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fleet_through_faults_exactly_once_postgres() {
+    fleet(Db::Postgres).await;
+}
+
+fn one_shot(c: SyncConfig) -> SyncConfig {
+    fast(c).max_attempts(1)
+}
+
+/// App killed at each step: the fault ends the run, the device is reopened from its data dir,
+/// and the retry re-sends the same batch under the same key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_at_every_step_keeps_the_key_and_stores_once() {
+    for fault in [
+        Fault::Drop,
+        Fault::Reset,
+        Fault::CutAfterCommit,
+        Fault::CutDuringAnswer,
+    ] {
+        let server = Server::start(Db::Sqlite, "eu").await;
+        let proxy = Proxy::start(server.addr).await;
+        let mut d = Device::new(0, &server, proxy.url(), one_shot).await;
+        d.consent(&training(), true);
+        let ids = d.enqueue(&training(), 7);
+        proxy.plan(&[fault]);
+        let err = d.client.sync_now().await;
+        assert!(
+            matches!(err, Err(SyncError::Unavailable { .. })),
+            "{fault:?}"
+        );
+        assert_eq!(
+            d.store.outbox_counts().unwrap(),
+            (7, 0),
+            "rows left before ack"
+        );
+        d.reopen();
+        let report = d.client.sync_now().await.unwrap();
+        assert_eq!(report.records_acked, 7);
+        let pseud = d.pseudonym(&training());
+        let expected: Vec<_> = ids.into_iter().map(|i| (pseud.clone(), i)).collect();
+        exactly_once(
+            &server.records(ConsentPurpose::ModelTraining).await,
+            &expected,
+        );
+        let keys: std::collections::HashSet<String> = proxy
+            .captured()
+            .iter()
+            .filter(|c| c.path == "/v1/batches")
+            .map(|c| {
+                serde_json::from_slice::<SyncBatch>(&c.body)
+                    .unwrap()
+                    .idempotency_key
+            })
+            .collect();
+        assert_eq!(keys.len(), 1, "{fault:?}: a retry got a new key");
+        assert_eq!(server.counts().await.batches, 1, "{fault:?}");
+        assert_eq!(d.store.outbox_counts().unwrap(), (0, 0));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_is_honoured() {
+    let server = Server::start(Db::Sqlite, "eu").await;
+    let proxy = Proxy::start(server.addr).await;
+    let d = Device::new(1, &server, proxy.url(), fast).await;
+    d.consent(&training(), true);
+    d.enqueue(&training(), 2);
+    proxy.plan(&[Fault::TooMany(1)]);
+    d.client.sync_now().await.unwrap();
+    let posts: Vec<_> = proxy
+        .captured()
+        .into_iter()
+        .filter(|c| c.path == "/v1/batches")
+        .collect();
+    assert_eq!(posts.len(), 2);
+    assert!(posts[1].at - posts[0].at >= Duration::from_secs(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_stops_uploads_drops_queue_and_erases_on_server() {
+    let server = Server::start(Db::Sqlite, "eu").await;
+    let proxy = Proxy::start(server.addr).await;
+    let d = Device::new(2, &server, proxy.url(), fast).await;
+    d.consent(&training(), true);
+    d.enqueue(&training(), 4);
+    d.client.sync_now().await.unwrap();
+    assert_eq!(server.records(ConsentPurpose::ModelTraining).await.len(), 4);
+    d.enqueue(&training(), 3);
+    let receipt = d.client.revoke(&training(), "v1").await.unwrap().unwrap();
+    assert_eq!(receipt.records_deleted, 4);
+    assert_eq!(
+        d.store.outbox_counts().unwrap(),
+        (0, 0),
+        "queued records dropped"
+    );
+    d.enqueue(&training(), 2);
+    d.client.sync_now().await.unwrap();
+    assert!(server
+        .records(ConsentPurpose::ModelTraining)
+        .await
+        .is_empty());
+    assert_eq!(d.store.outbox_counts().unwrap(), (2, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoint_of_another_region_is_refused_before_any_upload() {
+    let server = Server::start(Db::Sqlite, "us").await;
+    let proxy = Proxy::start(server.addr).await;
+    let d = Device::new(3, &server, proxy.url(), fast).await;
+    d.consent(&training(), true);
+    d.enqueue(&training(), 2);
+    let err = d.client.sync_now().await;
+    assert!(matches!(err, Err(SyncError::WrongRegion { .. })));
+    assert!(proxy.captured().iter().all(|c| c.path != "/v1/batches"));
+    assert_eq!(server.counts().await.records, 0);
+}
