@@ -12,3 +12,8 @@ cargo bench --locked -p vitalcore --bench store
 # Bindings: cdylib size and per-call overhead from Kotlin and Python (BENCHMARKS.md,
 # "Bindings: size and call overhead").
 bash bindings/bench.sh
+
+# Engine: finish() latency of a 60 s PPG check, and memory of a 24 h simulated capture
+# (figures in BENCHMARKS.md, "Engine").
+cargo bench --locked -p vitalcore --bench engine
+cargo bench --locked -p vitalcore --bench engine_memory

@@ -8,3 +8,28 @@ pub use vitalcore_signal as signal;
 
 pub mod keys;
 pub mod store;
+
+mod batch;
+pub mod capture;
+pub mod config;
+mod engine;
+pub mod error;
+pub mod history;
+mod kind;
+mod prediction;
+pub mod session;
+
+pub use batch::{SampleBatch, Timing};
+pub use capture::{Capture, CaptureConfig, CaptureStats};
+pub use config::Config;
+pub use engine::Vitalcore;
+pub use error::{BatchError, EngineError};
+pub use history::{Label, RawSamples, StoredCheck, Timings};
+pub use kind::{CheckKind, KindSpec};
+pub use prediction::{PredictionOutcome, QualityReport};
+pub use session::{CheckResult, CheckSession};
+
+/// The README example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
