@@ -382,13 +382,15 @@ impl Capture {
     }
 
     /// Stops the capture after the queued windows are processed; final counters. Idempotent.
-    pub fn close(&self) -> CaptureStats {
+    /// (Named `stop`, not `close`: generated Kotlin objects already have `close()`, which
+    /// releases the handle, and that stops the capture too.)
+    pub fn stop(&self) -> CaptureStats {
         self.inner.close().into()
     }
 
-    /// [`Capture::close`] on a worker thread (it waits for queued windows).
-    pub async fn close_async(self: Arc<Self>) -> Result<CaptureStats> {
-        Ok(offload(move || self.close()).await?)
+    /// [`Capture::stop`] on a worker thread (it waits for queued windows).
+    pub async fn stop_async(self: Arc<Self>) -> Result<CaptureStats> {
+        Ok(offload(move || self.stop()).await?)
     }
 }
 
