@@ -55,6 +55,25 @@ pub enum VitalcoreError {
         /// What was interrupted.
         reason: String,
     },
+    /// The engine, session or capture was closed (shut down, finished, cancelled): open a
+    /// new one.
+    #[error("closed: {reason}")]
+    Closed {
+        /// What is closed.
+        reason: String,
+    },
+    /// No record with this id.
+    #[error("not found: {reason}")]
+    NotFound {
+        /// What was looked for.
+        reason: String,
+    },
+    /// A background capture is behind: the batch was not taken; push it again later.
+    #[error("capture is {pending} windows behind; batch not accepted, retry later")]
+    Backpressure {
+        /// Windows waiting to be processed.
+        pending: u64,
+    },
     /// A bug in vitalcore (or a host callback that failed unexpectedly). Report it.
     #[error("internal error: {reason}")]
     Internal {
@@ -119,6 +138,49 @@ impl From<crate::offload::OffloadError> for VitalcoreError {
     fn from(e: crate::offload::OffloadError) -> Self {
         Self::Internal {
             reason: e.to_string(),
+        }
+    }
+}
+
+/// Keys, sealed data and the keystore are `Crypto`; the database itself is `Storage`.
+impl From<vitalcore::store::StoreError> for VitalcoreError {
+    fn from(e: vitalcore::store::StoreError) -> Self {
+        use vitalcore::store::StoreError as S;
+        let reason = e.to_string();
+        match e {
+            S::Key(vitalcore::keys::KeyError::InvalidLength { .. }) => {
+                Self::InvalidInput { reason }
+            }
+            S::WrongKey
+            | S::Key(_)
+            | S::Integrity { .. }
+            | S::AuditChainBroken { .. }
+            | S::KeyDestroyed => Self::Crypto { reason },
+            _ => Self::Storage { reason },
+        }
+    }
+}
+
+/// Engine messages name channels, lengths, rates and settings, never sample values or ids.
+impl From<vitalcore::EngineError> for VitalcoreError {
+    fn from(e: vitalcore::EngineError) -> Self {
+        use vitalcore::EngineError as E;
+        let reason = e.to_string();
+        match e {
+            E::Store(s) => s.into(),
+            E::Signal(_)
+            | E::Batch(_)
+            | E::InvalidConfig(_)
+            | E::TooShort { .. }
+            | E::InvalidId
+            | E::InvalidLabel(_) => Self::InvalidInput { reason },
+            E::SessionClosed | E::CaptureClosed | E::ShutDown => Self::Closed { reason },
+            E::Interrupted => Self::Interrupted { reason },
+            E::Backpressure { pending } => Self::Backpressure {
+                pending: pending as u64,
+            },
+            E::NotFound => Self::NotFound { reason },
+            _ => Self::Internal { reason },
         }
     }
 }

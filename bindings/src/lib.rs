@@ -13,9 +13,11 @@ uniffi::setup_scaffolding!();
 
 mod analysis;
 mod catalogue;
+mod engine;
 mod error;
 mod keys;
 mod offload;
+mod records;
 mod samples;
 #[cfg(feature = "testing")]
 mod testing;
@@ -27,6 +29,11 @@ pub use analysis::{
 pub use catalogue::{
     feature_count, feature_info, features_v1, version_info, FeatureInfo, FeatureSource, VersionInfo,
 };
+pub use engine::{open_engine_async, Capture, Engine, EngineConfig, Session};
 pub use error::VitalcoreError;
 pub use keys::{key_fingerprint, key_fingerprint_async, KeyProvider, ROOT_KEY_LEN};
+pub use records::{
+    CaptureStats, CheckKind, CheckResult, Label, PredictionOutcome, QualityReport, RawSamples,
+    StoredCheck, Timings,
+};
 pub use samples::{validate_batch, validate_batch_f64le, BatchSummary};

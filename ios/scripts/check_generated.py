@@ -4,8 +4,12 @@
 1. uniffi-bindgen produced the three files the package needs (Swift, C header, module map).
 2. Every C symbol the generated Swift calls is declared in the generated header.
 3. Every generated symbol the facade uses (written `VitalcoreFFI.name`) exists, with the
-   argument labels the facade passes, and `VitalcoreFFI.Type.member` names a member of Type.
-4. Package.swift names the modules the generator produced.
+   argument labels the facade passes, and `VitalcoreFFI.Type.member` names a member of Type
+   (with the labels passed, when it is called).
+4. Method calls on the facade's generated objects: a property declared
+   `let name: VitalcoreFFI.Type` makes every `name.method(...)` in that file a checked use
+   (the method exists on Type, with the argument labels passed).
+5. Package.swift names the modules the generator produced.
 
 What this cannot see: Swift type checking, overload resolution, `async`/`throws` mismatches.
 """
@@ -46,6 +50,15 @@ def func_labels(swift: str) -> dict[str, list[list[str]]]:
             head = p.split(":")[0].split()
             labels.append("_" if head[0] == "_" else head[0])
         out.setdefault(m.group(1), []).append(labels)
+    return out
+
+
+def member_labels(body: str) -> dict[str, list[list[str]]]:
+    """Argument labels of the methods (and static functions) declared in a type body."""
+    out: dict[str, list[list[str]]] = {}
+    for m in re.finditer(r"^\s*(?:open|public)\s+(?:static\s+)?func\s+`?(\w+)`?\(([^)]*)\)", body, re.M):
+        params = [p.strip() for p in m.group(2).split(",") if p.strip()]
+        out.setdefault(m.group(1), []).append(["_" if p.split(":")[0].split()[0] == "_" else p.split(":")[0].split()[0] for p in params])
     return out
 
 
@@ -134,14 +147,40 @@ def main() -> int:
                 continue
             if member:
                 body = type_body(swift, name)
-                if not re.search(rf"\b(?:case|func|var|let|init)\s+{member}\b", body):
+                if not re.search(rf"\b(?:case|func|var|let|init)\s+`?{member}\b", body):
                     problems.append(f"{where}: {name} has no member {member}")
+                    continue
+                after = src[m.end() :]
+                methods = member_labels(body)
+                if member in methods and after.lstrip().startswith("("):
+                    got = call_labels(src, m.end() + (len(after) - len(after.lstrip())))
+                    if got not in methods[member]:
+                        problems.append(f"{where}: {name}.{member}({', '.join(got)}) matches no generated signature {methods[member]}")
+                continue
             after = src[m.end() :]
             if decls[name] == "func" and after.lstrip().startswith("("):
                 paren = m.end() + (len(after) - len(after.lstrip()))
                 got = call_labels(src, paren)
                 if got not in labels.get(name, []):
                     problems.append(f"{where}: {name}({', '.join(got)}) matches no generated signature {labels.get(name)}")
+        for d in re.finditer(rf"\b(?:let|var)\s+(\w+)\s*:\s*{MODULE}\.(\w+)\b", src):
+            prop, typ = d.group(1), d.group(2)
+            methods = member_labels(type_body(swift, typ))
+            # The property's scope: from its declaration to the next top-level declaration.
+            nxt = re.compile(r"^(?:public\s+|open\s+)?(?:final\s+)?(?:class|struct|enum|extension|func)\b", re.M).search(src, d.end())
+            end = nxt.start() if nxt else len(src)
+            for m in re.finditer(rf"\b{prop}\.(\w+)\s*\(", src[: end]):
+                if m.start() < d.end():
+                    continue
+                used += 1
+                checks += 1
+                where = f"{path.name}:{src.count(chr(10), 0, m.start()) + 1}"
+                if m.group(1) not in methods:
+                    problems.append(f"{where}: {typ} has no method {m.group(1)}")
+                    continue
+                got = call_labels(src, m.end() - 1)
+                if got not in methods[m.group(1)]:
+                    problems.append(f"{where}: {typ}.{m.group(1)}({', '.join(got)}) matches no generated signature {methods[m.group(1)]}")
     checks += 1
     if used == 0:
         problems.append(f"the facade uses no {MODULE} symbol: nothing was checked")

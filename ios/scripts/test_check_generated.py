@@ -24,8 +24,9 @@ def run(facade_src: str, tmp_path: Path) -> subprocess.CompletedProcess:
     )
 
 
-def test_real_facade_passes(tmp_path: Path) -> None:
-    src = (HERE.parent / "Sources" / "Vitalcore" / "Vitalcore.swift").read_text()
+@pytest.mark.parametrize("name", ["Vitalcore.swift", "VitalcoreEngine.swift"])
+def test_real_facade_passes(tmp_path: Path, name: str) -> None:
+    src = (HERE.parent / "Sources" / "Vitalcore" / name).read_text()
     r = run(src, tmp_path)
     assert r.returncode == 0, r.stderr
 
@@ -36,6 +37,9 @@ def test_real_facade_passes(tmp_path: Path) -> None:
         ("let v = VitalcoreFFI.versionInfoo()", "not a public declaration"),
         ("let a = try VitalcoreFFI.analyzeAccel(x: x, y: y, zz: z, rateHz: r)", "matches no generated signature"),
         ("let s = VitalcoreFFI.CardiacSignal.eeg", "has no member eeg"),
+        ("let e = try VitalcoreFFI.Engine.open(config: c, key: k)", "matches no generated signature"),
+        ("let raw: VitalcoreFFI.Session = s; try raw.pushSample(channel: c)", "has no method pushSample"),
+        ("let raw: VitalcoreFFI.Session = s; try raw.finish(now: 1)", "matches no generated signature"),
     ],
 )
 def test_each_mistake_is_reported(tmp_path: Path, line: str, complaint: str) -> None:

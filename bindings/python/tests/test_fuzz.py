@@ -94,3 +94,83 @@ def test_packed_entry_points(raw: bytes, rate: float) -> None:
             call()
         except VitalcoreError.InvalidInput:
             pass
+
+
+# The engine API: one engine per test, random calls in random order. Only typed errors may
+# come out; the engine must stay usable (a final health call succeeds) unless shut down.
+ENGINE_ERRORS = (
+    VitalcoreError.InvalidInput,
+    VitalcoreError.Closed,
+    VitalcoreError.NotFound,
+    VitalcoreError.Backpressure,
+    VitalcoreError.Interrupted,
+)
+kinds = st.sampled_from(list(vitalcore.CheckKind))
+channels = st.one_of(st.sampled_from(["ppg", "ecg", "accel_x", "accel_y", "accel_z"]), st.text(max_size=40))
+times = st.one_of(floats, st.sampled_from([0.0, 1.7e9, -1.0, 1e18]))
+ids = st.one_of(st.text(max_size=40), st.text("0123456789abcdef", min_size=32, max_size=32))
+i64 = st.integers(-(2**63), 2**63 - 1)
+engine_ops = st.one_of(
+    st.tuples(st.just("push"), channels, times, rates, samples),
+    st.tuples(st.just("push_packed"), channels, times, rates, st.binary(max_size=2000)),
+    st.tuples(st.just("push_ts"), channels, st.lists(floats, max_size=300), st.lists(floats, max_size=300), rates),
+    st.tuples(st.just("finish")),
+    st.tuples(st.just("cancel")),
+    st.tuples(st.just("new_session"), kinds),
+    st.tuples(st.just("capture"), kinds, floats, floats),
+    st.tuples(st.just("history"), i64, i64, st.one_of(st.none(), kinds)),
+    st.tuples(st.just("label"), ids, st.text(max_size=80), floats, st.text(max_size=80), i64),
+    st.tuples(st.just("labels"), ids),
+    st.tuples(st.just("delete"), ids),
+    st.tuples(st.just("interrupt")),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(kind=kinds, ops=st.lists(engine_ops, max_size=12))
+def test_engine_api(tmp_path_factory, kind, ops) -> None:  # type: ignore[no-untyped-def]
+    engine = vitalcore.Engine.open(vitalcore.EngineConfig(str(tmp_path_factory.mktemp("e"))), StaticKey())
+    session = engine.start_check(kind)
+    captures = []
+    try:
+        for op in ops:
+            try:
+                name, *args = op
+                if name == "push":
+                    session.push_samples(args[0], args[1], args[2], args[3])
+                elif name == "push_packed":
+                    session.push_samples_f64le(*args)
+                elif name == "push_ts":
+                    session.push_timestamped(*args)
+                elif name == "finish":
+                    session.finish()
+                elif name == "cancel":
+                    session.cancel()
+                elif name == "new_session":
+                    session = engine.start_check(args[0])
+                elif name == "capture":
+                    cap = engine.start_capture(*args)
+                    captures.append(cap)
+                    cap.push_samples(kind_channel(args[0]), 0.0, 100.0, [0.0] * 10)
+                elif name == "history":
+                    engine.checks(*args)
+                    engine.windows(*args)
+                elif name == "label":
+                    engine.add_label(args[0], vitalcore.Label(name=args[1], value=args[2], source=args[3], recorded_at_ms=args[4]))
+                elif name == "labels":
+                    engine.labels(args[0])
+                elif name == "delete":
+                    engine.delete_check(args[0])
+                elif name == "interrupt":
+                    engine.interrupt()
+            except ENGINE_ERRORS:
+                pass
+        for cap in captures:
+            cap.stop()
+        engine.checks(0, 2**62, None)  # still usable
+    finally:
+        engine.shutdown()
+
+
+def kind_channel(kind: vitalcore.CheckKind) -> str:
+    return {vitalcore.CheckKind.PPG_RHYTHM: "ppg", vitalcore.CheckKind.ECG_RHYTHM: "ecg"}.get(kind, "accel_x")

@@ -2,11 +2,12 @@
 
 Everything here is the generated uniffi binding of the Rust crate ``vitalcore-ffi``
 (module ``vitalcore.vitalcore_ffi``), re-exported, plus :mod:`vitalcore.recordings` for
-running the analysis over a folder of recordings.
+running the analysis over a folder of recordings, and :mod:`vitalcore.engine` (``open_engine``
+context manager, ``check_folder``: the engine's own check pipeline over a folder).
 
 Errors are :class:`VitalcoreError` subclasses (``VitalcoreError.InvalidInput``,
 ``.Storage``, ``.Crypto``, ``.Network``, ``.ModelRejected``, ``.ConsentRequired``,
-``.Interrupted``, ``.Internal``); a bug inside the native library raises
+``.Interrupted``, ``.Closed``, ``.NotFound``, ``.Backpressure``, ``.Internal``); a bug inside the native library raises
 :class:`InternalError`, it never crashes the interpreter.
 """
 from __future__ import annotations
@@ -14,6 +15,20 @@ from __future__ import annotations
 from ._native.vitalcore_ffi import (
     Analysis,
     BatchSummary,
+    CaptureStats,
+    CheckKind,
+    CheckResult,
+    Engine,
+    EngineConfig,
+    Label,
+    PredictionOutcome,
+    QualityReport,
+    RawSamples,
+    Session,
+    Capture,
+    StoredCheck,
+    Timings,
+    open_engine_async,
     CardiacSignal,
     FeatureInfo,
     FeatureSource,
@@ -37,11 +52,31 @@ from ._native.vitalcore_ffi import (
     version_info,
 )
 from .samples import pack_f64le
+from .engine import EphemeralKey, check_folder, open_engine, push_recording, run_check
 from .recordings import Recording, analyze_folder, analyze_recording, load_recording
 
 __version__: str = version_info().sdk_version
 
 __all__ = [
+    "CaptureStats",
+    "CheckKind",
+    "CheckResult",
+    "Engine",
+    "EngineConfig",
+    "Label",
+    "PredictionOutcome",
+    "QualityReport",
+    "RawSamples",
+    "Session",
+    "Capture",
+    "StoredCheck",
+    "Timings",
+    "open_engine_async",
+    "EphemeralKey",
+    "check_folder",
+    "open_engine",
+    "push_recording",
+    "run_check",
     "Analysis",
     "BatchSummary",
     "CardiacSignal",

@@ -15,7 +15,7 @@ import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterator, List, Tuple, Union
+from typing import Dict, Iterator, List, Optional, Tuple, Union
 
 from ._native.vitalcore_ffi import Analysis, CardiacSignal, VitalcoreError, analyze_accel, analyze_cardiac_f64le
 from .samples import pack_f64le
@@ -34,6 +34,8 @@ class Recording:
     rate_hz: float
     #: One list per channel: one for ECG/PPG, three (x, y, z) for accel.
     channels: List[List[float]]
+    #: Sample times in seconds (first CSV column) for timestamped files, else ``None``.
+    times: Optional[List[float]] = None
 
 
 def load_recording(csv_path: PathLike) -> Recording:
@@ -54,6 +56,7 @@ def load_recording(csv_path: PathLike) -> Recording:
         raise VitalcoreError.InvalidInput(f"{path.name}: unknown signal kind")
     skip = 1 if meta.get("timestamps") else 0
     channels: List[List[float]] = [[] for _ in range(expected)]
+    times: List[float] = []
     with path.open(newline="") as f:
         for row_no, row in enumerate(csv.reader(f), start=1):
             if not row or row[0].lstrip().startswith("#"):
@@ -68,9 +71,17 @@ def load_recording(csv_path: PathLike) -> Recording:
                 raise VitalcoreError.InvalidInput(
                     f"{path.name}: row {row_no} has {len(values)} sample columns, expected {expected}"
                 )
+            if skip:
+                times.append(float(row[0]))
             for ch, v in zip(channels, values):
                 ch.append(v)
-    return Recording(name=str(meta.get("name", path.stem)), signal=signal, rate_hz=rate, channels=channels)
+    return Recording(
+        name=str(meta.get("name", path.stem)),
+        signal=signal,
+        rate_hz=rate,
+        channels=channels,
+        times=times if skip else None,
+    )
 
 
 def analyze_recording(rec: Recording) -> Analysis:

@@ -1,7 +1,11 @@
 package dev.vitalcore.jvmtest
 
 import dev.vitalcore.Vitalcore
+import dev.vitalcore.ffi.CheckKind
+import dev.vitalcore.ffi.Engine
+import dev.vitalcore.ffi.EngineConfig
 import dev.vitalcore.ffi.featureCount
+import dev.vitalcore.keyProvider
 import dev.vitalcore.ffi.validateBatch
 import org.junit.jupiter.api.Test
 
@@ -47,6 +51,37 @@ class OverheadBenchmark {
         println("BENCH kotlin batch1000_pure_kotlin_us=%.3f".format(kotlin / 1000))
         println("BENCH kotlin batch1000_list_vs_pure_ratio=%.1f".format(batch / kotlin))
         println("BENCH kotlin batch1000_packed_vs_pure_ratio=%.1f".format(packed / kotlin))
+        sessionPush(primitive)
         println("BENCH sink=$sink")
+    }
+
+    /**
+     * `Session.push_samples` with 1,000 samples (1 s at 1 kHz, contiguous timestamps) on a
+     * real engine. A session takes at most 600 s, so every 500 pushes the session is
+     * cancelled and a new one started (amortised: one in 500 iterations).
+     */
+    private fun sessionPush(x: DoubleArray) {
+        val dir = java.nio.file.Files.createTempDirectory("vc-bench").toFile()
+        val engine = Engine.open(EngineConfig(dir.path), keyProvider { ByteArray(32) { 3 } })
+        var session = engine.startCheck(CheckKind.ECG_RHYTHM)
+        var k = 0
+        fun next(): Double {
+            if (k == 500) {
+                session.cancel(); session.close()
+                session = engine.startCheck(CheckKind.ECG_RHYTHM)
+                k = 0
+            }
+            return (k++).toDouble()
+        }
+        val packed = perCallNs(5_000) { session.pushSamplesF64le("ecg", next(), 1000.0, dev.vitalcore.packF64le(x)) }
+        val list = perCallNs(2_000) { session.pushSamples("ecg", next(), 1000.0, x.asList()) }
+        // What the packed call costs before Rust runs: packing the DoubleArray into bytes.
+        var sink = 0
+        val packOnly = perCallNs(20_000) { sink += dev.vitalcore.packF64le(x).size }
+        engine.shutdown(); engine.close()
+        dir.deleteRecursively()
+        println("BENCH kotlin session_push1000_packed_us=%.3f".format(packed / 1000))
+        println("BENCH kotlin session_push1000_list_us=%.3f".format(list / 1000))
+        println("BENCH kotlin pack_f64le_1000_only_us=%.3f (sink $sink)".format(packOnly / 1000))
     }
 }

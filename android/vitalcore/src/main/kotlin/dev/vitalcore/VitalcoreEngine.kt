@@ -1,0 +1,159 @@
+package dev.vitalcore
+
+import dev.vitalcore.ffi.Capture
+import dev.vitalcore.ffi.CaptureStats
+import dev.vitalcore.ffi.CheckKind
+import dev.vitalcore.ffi.CheckResult
+import dev.vitalcore.ffi.Engine
+import dev.vitalcore.ffi.EngineConfig
+import dev.vitalcore.ffi.KeyProvider
+import dev.vitalcore.ffi.Label
+import dev.vitalcore.ffi.Session
+import dev.vitalcore.ffi.StoredCheck
+import dev.vitalcore.ffi.VitalcoreException
+import dev.vitalcore.ffi.openEngineAsync
+import kotlinx.coroutines.delay
+import kotlinx.coroutines.flow.Flow
+import kotlinx.coroutines.flow.flow
+
+/**
+ * The engine, Kotlin-style: `VitalcoreEngine.open(EngineConfig(dir), keys).use { ... }`.
+ * Every member delegates to the generated object ([Engine]); `close()` is `shutdown()`.
+ * Failures are [VitalcoreException] subclasses (`InvalidInput`, `Crypto`, `Closed`, ...).
+ */
+class VitalcoreEngine private constructor(val raw: Engine) : AutoCloseable {
+    companion object {
+        /** Opens (or creates) the encrypted store; blocking. A wrong key is `Crypto`. */
+        fun open(config: EngineConfig, keys: KeyProvider): VitalcoreEngine = VitalcoreEngine(Engine.open(config, keys))
+
+        /** [open] off the caller's thread (store migration and the keystore may take time). */
+        suspend fun openAsync(config: EngineConfig, keys: KeyProvider): VitalcoreEngine =
+            VitalcoreEngine(openEngineAsync(config, keys))
+    }
+
+    /** Starts a health check; use it with `use {}` so an unfinished check is cancelled. */
+    fun startCheck(kind: CheckKind): CheckSession = CheckSession(raw.startCheck(kind))
+
+    /** Starts a background capture; closing the handle (or leaving `use {}`) stops it. */
+    fun startCapture(kind: CheckKind, windowS: Double = 60.0, overlapS: Double = 30.0): CaptureStream =
+        CaptureStream(this, raw.startCapture(kind, windowS, overlapS))
+
+    /** Health checks started in `[fromMs, toMs)`, oldest first. */
+    fun checks(fromMs: Long, toMs: Long, kind: CheckKind? = null): List<StoredCheck> = raw.checks(fromMs, toMs, kind)
+
+    /** [checks] off the caller's thread. */
+    suspend fun checksAsync(fromMs: Long, toMs: Long, kind: CheckKind? = null): List<StoredCheck> =
+        raw.checksAsync(fromMs, toMs, kind)
+
+    /** Background-capture windows started in `[fromMs, toMs)`, oldest first. */
+    fun windows(fromMs: Long, toMs: Long, kind: CheckKind? = null): List<StoredCheck> = raw.windows(fromMs, toMs, kind)
+
+    /** One check by id, or null. */
+    fun check(id: String): StoredCheck? = raw.check(id)
+
+    /** Records an outcome label. @throws VitalcoreException.NotFound if there is no such check. */
+    fun addLabel(checkId: String, label: Label) = raw.addLabel(checkId, label)
+
+    /** Labels of a check, in recording order. */
+    fun labels(checkId: String): List<Label> = raw.labels(checkId)
+
+    /** Deletes a check with its labels and pending upload; whether it existed. */
+    fun deleteCheck(id: String): Boolean = raw.deleteCheck(id)
+
+    /** Stops operations in progress at their next step, committing nothing. */
+    fun interrupt() = raw.interrupt()
+
+    /** Waits for work in progress and checkpoints the store; later calls throw `Closed`. */
+    suspend fun shutdown() = raw.shutdownAsync()
+
+    /** Blocking shutdown (what `use {}` calls). Idempotent. */
+    override fun close() {
+        raw.shutdown()
+        raw.close()
+    }
+}
+
+/** One health check in progress. `close()` cancels it unless it was finished. */
+class CheckSession internal constructor(val raw: Session) : AutoCloseable {
+    private var done = false
+
+    /** Pushes samples taken at [rateHz], the first at [startS] (Unix seconds), packed (one copy). */
+    fun push(channel: String, startS: Double, rateHz: Double, samples: DoubleArray) =
+        raw.pushSamplesF64le(channel, startS, rateHz, packF64le(samples))
+
+    /** Pushes a `List<Double>` (the generic, slower path: one encode per element). */
+    fun push(channel: String, startS: Double, rateHz: Double, samples: List<Double>) =
+        raw.pushSamples(channel, startS, rateHz, samples)
+
+    /** Finishes the check: features, quality, prediction, one encrypted commit (blocking). */
+    fun finishBlocking(): CheckResult = raw.finish().also { done = true }
+
+    /** [finishBlocking] off the caller's thread. */
+    suspend fun finish(): CheckResult = raw.finishAsync().also { done = true }
+
+    /** Discards the samples. */
+    fun cancel() = raw.cancel().also { done = true }
+
+    override fun close() {
+        if (!done) {
+            try {
+                raw.cancel()
+            } catch (_: VitalcoreException.Closed) {
+                // Finished or cancelled concurrently: nothing left to discard.
+            }
+        }
+        raw.close()
+    }
+}
+
+/**
+ * A background capture. Windows are analysed and stored as samples arrive;
+ * [windowResults] streams each stored window as a [Flow].
+ */
+class CaptureStream internal constructor(private val engine: VitalcoreEngine, val raw: Capture) : AutoCloseable {
+    /**
+     * Pushes samples; when the capture is behind (`Backpressure`), waits [retryMs] and
+     * retries, so no batch is lost.
+     */
+    suspend fun push(channel: String, startS: Double, rateHz: Double, samples: DoubleArray, retryMs: Long = 5) {
+        val packed = packF64le(samples)
+        while (true) {
+            try {
+                raw.pushSamplesF64le(channel, startS, rateHz, packed)
+                return
+            } catch (_: VitalcoreException.Backpressure) {
+                delay(retryMs)
+            }
+        }
+    }
+
+    /** Counters so far. */
+    val stats: CaptureStats get() = raw.stats()
+
+    /**
+     * Stored windows of this capture's kind starting at or after [fromMs], as they appear
+     * (polled every [pollMs]); completes after the capture is closed and drained.
+     */
+    fun windowResults(kind: CheckKind, fromMs: Long, pollMs: Long = 50): Flow<StoredCheck> = flow {
+        val seen = HashSet<String>()
+        while (true) {
+            val closed = raw.stats().let { it.pending == 0uL } && isClosed
+            for (w in engine.windows(fromMs, Long.MAX_VALUE, kind)) {
+                if (seen.add(w.id)) emit(w)
+            }
+            if (closed) return@flow
+            delay(pollMs)
+        }
+    }
+
+    @Volatile
+    private var isClosed = false
+
+    /** Stops after the queued windows are stored; final counters. */
+    fun stop(): CaptureStats = raw.stop().also { isClosed = true }
+
+    override fun close() {
+        stop()
+        raw.close()
+    }
+}
