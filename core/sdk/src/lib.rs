@@ -4,6 +4,9 @@
 //! `models` (signed bundles), then the engine, privacy and sync.
 #![warn(missing_docs)]
 
+pub mod inference;
+pub mod models;
+
 pub use vitalcore_signal as signal;
 
 pub mod keys;
