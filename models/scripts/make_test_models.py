@@ -7,6 +7,8 @@ Each model is what a real exporter produces for a model family an app developer 
 * ``gbdt200_binary.onnx`` scikit-learn GradientBoostingClassifier, 200 trees, binary: the
                           single-score TreeEnsembleClassifier (one ``base_values`` entry for two
                           class labels) that tract rejects unless the loader rewrites it.
+* ``gbdt6_binary.onnx``   the same with 6 trees: small enough that the loader keeps it one node
+                          (the leaf rewrite alone), where the 200-tree one is also chunked.
 * ``gbdt_multi.onnx``     GradientBoostingClassifier, 3 classes (softmax over per-class scores).
 * ``rf_binary.onnx``      RandomForestClassifier, binary (probability leaves, no post transform).
 * ``cnn1d.onnx``          a 1-D CNN over a 30 s window at 64 Hz (1920 samples), built directly
@@ -110,6 +112,9 @@ def build(out: Path) -> list[dict]:
 
     gb = GradientBoostingClassifier(n_estimators=200, max_depth=3, random_state=0).fit(x, y)
     save("gbdt200_binary", sk(gb, x), [1, N_FEATURES], "probabilities", "GradientBoostingClassifier binary, 200 trees")
+
+    gb6 = GradientBoostingClassifier(n_estimators=6, max_depth=3, random_state=0).fit(x, y)
+    save("gbdt6_binary", sk(gb6, x), [1, N_FEATURES], "probabilities", "GradientBoostingClassifier binary, 6 trees")
 
     xm, ym = tabular(2, classes=3)
     gbm = GradientBoostingClassifier(n_estimators=30, max_depth=3, random_state=0).fit(xm, ym)

@@ -53,14 +53,20 @@ fn binary_gradient_boosting_matches_onnx_runtime() {
     parity("gbdt200_binary", &[1, 16], "probabilities", 500, 1.5);
 }
 
-/// Labels too: tract's own binary layout would invert them; the rewrite must not.
-#[test]
-fn binary_gradient_boosting_labels_match_onnx_runtime() {
-    let bytes = model_bytes("gbdt200_binary");
+/// Labels too, through every loader path: tract's own binary layout would invert them for the
+/// single-score GBDT; the chunked ensembles compute them with ArgMax + Gather.
+fn labels_match(
+    name: &str,
+    rewrite: &str,
+    positive: i64,
+    expect_positives: std::ops::Range<usize>,
+) {
+    let bytes = model_bytes(name);
     let tract = OnnxModel::load(&bytes, &[1, 16], None).expect("tract loads");
     assert!(
-        !tract.rewrites().is_empty(),
-        "the binary rewrite was expected to apply"
+        tract.rewrites().iter().any(|r| r.starts_with(rewrite)),
+        "{name}: expected the {rewrite:?} rewrite, got {:?}",
+        tract.rewrites()
     );
     let label_ix = tract.output_index("label").expect("label output");
     support::init_ort();
@@ -80,13 +86,36 @@ fn binary_gradient_boosting_labels_match_onnx_runtime() {
         let (_, reference) = outputs["label"]
             .try_extract_tensor::<i64>()
             .expect("i64 labels");
-        assert_eq!(ours, reference.to_vec());
-        positives += usize::from(reference[0] == 1);
+        assert_eq!(ours, reference.to_vec(), "{name}");
+        positives += usize::from(reference[0] == positive);
     }
     assert!(
-        (30..270).contains(&positives),
-        "inputs must cover both classes, got {positives}/300"
+        expect_positives.contains(&positives),
+        "{name}: inputs must cover several classes, got {positives}/300 of class {positive}"
     );
+}
+
+#[test]
+fn binary_gradient_boosting_labels_match_onnx_runtime() {
+    labels_match("gbdt200_binary", "large tree ensemble", 1, 30..270);
+}
+
+#[test]
+fn small_binary_gradient_boosting_matches_onnx_runtime() {
+    parity("gbdt6_binary", &[1, 16], "probabilities", 300, 1.5);
+    labels_match("gbdt6_binary", "binary tree ensemble", 1, 30..270);
+}
+
+#[test]
+fn chunked_ensemble_labels_match_onnx_runtime() {
+    labels_match("gbdt_multi", "large tree ensemble", 2, 10..290);
+    labels_match("rf_binary", "large tree ensemble", 1, 30..270);
+}
+
+/// A chunked ensemble with the batch dimension pinned above 1.
+#[test]
+fn batched_gradient_boosting_matches_onnx_runtime() {
+    parity("gbdt200_binary", &[8, 16], "probabilities", 60, 1.5);
 }
 
 #[test]

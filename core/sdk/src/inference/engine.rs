@@ -308,6 +308,11 @@ impl OnnxModel {
         Ok(outputs
             .iter()
             .map(|v| {
+                // Checked first: a failed conversion builds an error (with a backtrace when
+                // RUST_BACKTRACE is set), far costlier than the prediction itself.
+                if v.datum_type() != f32::datum_type() {
+                    return Vec::new();
+                }
                 v.try_as_plain_ram()
                     .and_then(|p| p.as_slice::<f32>().map(<[f32]>::to_vec))
                     .unwrap_or_default()
