@@ -20,6 +20,7 @@ mod engine;
 pub mod error;
 pub mod history;
 mod kind;
+mod models_engine;
 mod prediction;
 pub mod session;
 
@@ -30,6 +31,7 @@ pub use engine::Vitalcore;
 pub use error::{BatchError, EngineError};
 pub use history::{Label, RawSamples, StoredCheck, Timings};
 pub use kind::{CheckKind, KindSpec};
+pub use models_engine::ModelInfo;
 pub use prediction::{PredictionOutcome, QualityReport};
 pub use session::{CheckResult, CheckSession};
 

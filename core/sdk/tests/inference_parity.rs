@@ -173,4 +173,5 @@ fn every_shipped_model_matches_onnx_runtime() {
         checked += 1;
     }
     eprintln!("shipped models checked: {checked}");
+    assert!(checked >= 1, "models/ ships the default model (rhythm-ppg)");
 }

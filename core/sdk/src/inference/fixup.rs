@@ -185,7 +185,12 @@ fn chunk_tree_classifier(
     // ONNX Runtime's "binary case": one score column for two labels.
     let single_score = labels.len() == 2 && max_class == 0;
     let columns = if single_score { 1 } else { labels.len() };
-    if !matches!(post, b"NONE" | b"LOGISTIC") && !(post == b"SOFTMAX" && !single_score) {
+    let supported = match post {
+        b"NONE" | b"LOGISTIC" => true,
+        b"SOFTMAX" => !single_score,
+        _ => false,
+    };
+    if !supported {
         return None;
     }
     let chunk_labels: Vec<i64> = (0..columns.max(3) as i64).collect();

@@ -71,6 +71,35 @@ impl ModelRegistry {
         self.admit(envelope, artifact, now_unix, true)
     }
 
+    /// Activates a bundle compiled into the app (the SDK's default model): its signature is
+    /// checked against `publisher`, the key it was built with, and its artifact, compatibility
+    /// and self-test as for any bundle; it replaces the active model only when none is active
+    /// or it is a newer version of the same model. It is not an update, so neither the trusted state nor
+    /// the version and expiry rules apply: it is exactly as trusted as the library it ships in,
+    /// and must keep serving offline however old the app gets.
+    pub fn activate_bundled(
+        &self,
+        envelope: &SignedManifest,
+        artifact: &[u8],
+        publisher: &PublisherKey,
+    ) -> Result<Arc<Model>, ModelError> {
+        let verified = verify_envelope(envelope, std::slice::from_ref(publisher))?;
+        verify_artifact(&verified.manifest, artifact)?;
+        let at_publication = verified.manifest.published_at;
+        verify_policy(&verified, None, at_publication, false)?;
+        if let Some(current) = self.active() {
+            let m = current.manifest();
+            // An update already installed stays unless this is a newer release of the same
+            // model (an app upgrade shipping a better default).
+            if m.name != verified.manifest.name || m.version >= verified.manifest.version {
+                return Ok(current);
+            }
+        }
+        let model = Arc::new(load_self_tested(&verified, artifact)?);
+        self.active.store(Some(Arc::clone(&model)));
+        Ok(model)
+    }
+
     fn admit(
         &self,
         envelope: &SignedManifest,
@@ -89,27 +118,18 @@ impl ModelRegistry {
         let name = verified.manifest.name.clone();
         verify_policy(&verified, state.models.get(&name), now_unix, allow_same)?;
 
-        let self_test = verified.manifest.self_test.clone();
-        let model =
-            Model::new(verified.manifest.clone(), artifact).map_err(ModelError::Unloadable)?;
-        if let Some(t) = self_test {
-            let out = model
-                .run_tensor(&t.input)
-                .map_err(|_| ModelError::SelfTestFailed)?;
-            let tolerance = if t.tolerance.is_finite() {
-                t.tolerance
-            } else {
-                0.0
-            };
-            let passes = out.len() == t.expected.len()
-                && out
-                    .iter()
-                    .zip(&t.expected)
-                    .all(|(a, b)| (a - b).abs() <= tolerance);
-            if !passes {
-                return Err(ModelError::SelfTestFailed);
+        // The active model may be the bundled default, which the trusted state does not
+        // record: an update must be newer than it too.
+        if let Some(current) = self.active() {
+            let m = current.manifest();
+            if !allow_same && m.name == name && verified.manifest.version <= m.version {
+                return Err(ModelError::Rollback {
+                    offered: verified.manifest.version.clone(),
+                    trusted: m.version.clone(),
+                });
             }
         }
+        let model = load_self_tested(&verified, artifact)?;
 
         state.models.insert(
             name,
@@ -124,4 +144,32 @@ impl ModelRegistry {
         self.active.store(Some(Arc::clone(&model)));
         Ok(model)
     }
+}
+
+/// Loads the model and runs its embedded known-answer test.
+fn load_self_tested(
+    verified: &super::verify::VerifiedManifest,
+    artifact: &[u8],
+) -> Result<Model, ModelError> {
+    let self_test = verified.manifest.self_test.clone();
+    let model = Model::new(verified.manifest.clone(), artifact).map_err(ModelError::Unloadable)?;
+    if let Some(t) = self_test {
+        let out = model
+            .run_tensor(&t.input)
+            .map_err(|_| ModelError::SelfTestFailed)?;
+        let tolerance = if t.tolerance.is_finite() {
+            t.tolerance
+        } else {
+            0.0
+        };
+        let passes = out.len() == t.expected.len()
+            && out
+                .iter()
+                .zip(&t.expected)
+                .all(|(a, b)| (a - b).abs() <= tolerance);
+        if !passes {
+            return Err(ModelError::SelfTestFailed);
+        }
+    }
+    Ok(model)
 }
