@@ -55,6 +55,10 @@ $(CACHE)/models/.stamp: $(VENV)/.stamp models/scripts/make_test_models.py
 
 data: $(CACHE)/models/.stamp
 
+# tract builds an error value per tree-ensemble leaf it visits: with RUST_BACKTRACE=1 each
+# would capture a backtrace, making tree-model tests ~100x slower. Panics keep theirs.
+export RUST_LIB_BACKTRACE ?= 0
+
 export ORT_DYLIB_PATH ?= $(CURDIR)/$(VENV)/lib/python3.11/site-packages/onnxruntime/capi/libonnxruntime.so.1.32.0
 
 lint:
