@@ -47,6 +47,20 @@ services:
 test-deploy: $(VENV)/.stamp
 	$(VENV)/bin/cfn-lint backend/deploy/template.yaml
 
+# ONNX test models for the inference tests and benchmarks (pinned scikit-learn + skl2onnx), and
+# the ONNX Runtime library from the pinned onnxruntime wheel that parity tests compare with.
+$(CACHE)/models/.stamp: $(VENV)/.stamp models/scripts/make_test_models.py
+	$(PY) models/scripts/make_test_models.py --out $(CACHE)/models
+	touch $@
+
+data: $(CACHE)/models/.stamp
+
+# tract builds an error value per tree-ensemble leaf it visits: with RUST_BACKTRACE=1 each
+# would capture a backtrace, making tree-model tests ~100x slower. Panics keep theirs.
+export RUST_LIB_BACKTRACE ?= 0
+
+export ORT_DYLIB_PATH ?= $(CURDIR)/$(VENV)/lib/python3.11/site-packages/onnxruntime/capi/libonnxruntime.so.1.32.0
+
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --all-features --locked -- -D warnings

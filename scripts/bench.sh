@@ -15,6 +15,12 @@ cargo bench --locked -p vitalcore --bench store
 cargo bench --locked -p vitalcore --bench engine
 cargo bench --locked -p vitalcore --bench engine_memory
 
+# Inference: tract (through vitalcore::inference) vs ONNX Runtime 1.32 (the wheel's library via
+# the `ort` crate), single thread, same inputs (BENCHMARKS.md, "Inference vs ONNX Runtime").
+# RUST_LIB_BACKTRACE=0: tract creates an error per tree leaf visited; with backtraces enabled
+# each would capture one (see BENCHMARKS.md).
+RUST_LIB_BACKTRACE=0 cargo bench --locked -p vitalcore --bench inference
+
 # Bindings: cdylib size and per-call overhead from Kotlin and Python (BENCHMARKS.md,
 # "Bindings: size and call overhead").
 bash bindings/bench.sh
