@@ -194,3 +194,13 @@ def test_unreachable_server_is_a_clear_error(tmp_path: Path) -> None:
     r = run_trainer(f"http://127.0.0.1:{port}", tmp_path, *REF)
     assert r.code == 1
     assert "cannot reach the server for the training export" in one_line(r.stderr)
+
+
+def test_dry_run_writes_the_bundle_and_publishes_nothing(server: Server, tmp_path: Path) -> None:
+    seed(server)
+    r = run_trainer(server.url, tmp_path, *REF, "--dry-run")
+    assert r.code == 0, r.stderr
+    bundle = tmp_path / "rhythm-ppg-1.0.0"
+    assert {p.name for p in bundle.iterdir()} == {"model.onnx", "manifest.json", "metrics.json", "MODEL_CARD.md"}
+    assert "not published (dry run)" in (bundle / "MODEL_CARD.md").read_text()
+    assert server.served_manifest() is None

@@ -63,7 +63,7 @@ def read_export(data: bytes) -> pa.Table:
         raise DataError("the training export is empty (0 bytes)")
     try:
         return pa.ipc.open_stream(data).read_all()
-    except (pa.ArrowInvalid, OSError):
+    except (pa.ArrowException, OSError, ValueError):
         raise DataError("the training export is not a readable Arrow IPC stream") from None
 
 
@@ -94,6 +94,12 @@ def build_dataset(
     absent = [f for f in features if EXPORT_PREFIX + f not in table.column_names]
     if absent:
         raise DataError(f"no exported record carries feature(s) {', '.join(absent)}")
+    for name in table.column_names:
+        t = table.schema.field(name).type
+        numeric = pa.types.is_floating(t) or pa.types.is_integer(t) or pa.types.is_null(t)
+        text = pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_null(t)
+        if (name.startswith(EXPORT_PREFIX) and not numeric) or (name in REQUIRED_COLUMNS and not text):
+            raise DataError(f"the training export's column {name} has type {t}, not what the trainer reads")
 
     subject = np.asarray(table.column("subject").to_pylist(), dtype=object)
     label = np.asarray(table.column("label").to_pylist(), dtype=object)
