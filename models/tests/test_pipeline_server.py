@@ -11,7 +11,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from conftest import ADMIN_TOKEN, ENROLL_TOKEN, Server, make_cohort, run_trainer
+from harness import ADMIN_TOKEN, ENROLL_TOKEN, Server, make_cohort, run_trainer
 from trainer import cli, parity
 
 REF = ("--parity-runner", "onnx-reference")

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import REPO
+from harness import REPO
 from trainer import data, evaluate, model, parity
 from trainer.errors import DataError, ParityFailure, ProtocolError
 from trainer.features import FEATURES_V1

@@ -10,9 +10,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -98,6 +100,21 @@ def validate(opts: Options) -> None:
         )
 
 
+class Stopwatch:
+    """Wall time per stage, written to ``metrics.json`` to show where a run spends its time."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - start, 4)
+
+
 def run(opts: Options, runner: parity.Runner | None = None, say: Callable[[str], None] = print) -> Outcome:
     """Runs the pipeline; raises a :class:`TrainerError` subclass on any failure or refusal.
 
@@ -105,28 +122,34 @@ def run(opts: Options, runner: parity.Runner | None = None, say: Callable[[str],
     """
     validate(opts)
     backend = Backend(opts.server, opts.admin_token, progress=opts.progress)
+    clock = Stopwatch()
 
-    table = data.read_export(backend.export(opts.study))
-    ds = data.build_dataset(
-        table, opts.features, opts.labels, opts.kind, opts.held_out_fraction, opts.split_salt, opts.min_rows_per_class
-    )
+    with clock.stage("export"):
+        table = data.read_export(backend.export(opts.study))
+    with clock.stage("select_split"):
+        ds = data.build_dataset(
+            table, opts.features, opts.labels, opts.kind, opts.held_out_fraction, opts.split_salt, opts.min_rows_per_class
+        )
     say(
         f"export: {ds.counts['exported']} records, {ds.counts['used']} usable; "
         f"train {ds.counts['train_rows']} rows / {ds.counts['subjects_train']} subjects, "
         f"held-out {ds.counts['held_out_rows']} rows / {ds.counts['subjects_held_out']} subjects"
     )
 
-    credential = opts.device_credential or backend.enroll(opts.enrollment_token or "")
-    active = backend.active_model(opts.name, credential)
+    with clock.stage("fetch_active"):
+        credential = opts.device_credential or backend.enroll(opts.enrollment_token or "")
+        active = backend.active_model(opts.name, credential)
     version = opts.version or next_version(active.manifest if active else None)
     say(f"active model: {active_model.describe(active.manifest) if active else 'none'}; training {opts.name} {version}")
 
-    fitted = model.fit(ds.train.x, ds.train.y, opts.n_estimators, opts.max_depth, opts.learning_rate, opts.seed)
-    z_held = fitted.standardizer.apply(ds.held_out.x)
-    p_new = model.ort_predict(fitted.onnx, z_held)[:, 1]
-    metrics, _ = evaluate.bootstrap(
-        ds.held_out.y, {"candidate": p_new}, ds.held_out.subjects, opts.bootstrap, opts.seed, progress=opts.progress
-    )
+    with clock.stage("fit_export"):
+        fitted = model.fit(ds.train.x, ds.train.y, opts.n_estimators, opts.max_depth, opts.learning_rate, opts.seed)
+    with clock.stage("evaluate"):
+        z_held = fitted.standardizer.apply(ds.held_out.x)
+        p_new = model.ort_predict(fitted.onnx, z_held)[:, 1]
+        metrics, _ = evaluate.bootstrap(
+            ds.held_out.y, {"candidate": p_new}, ds.held_out.subjects, opts.bootstrap, opts.seed, progress=opts.progress
+        )
     report: dict[str, Any] = {
         "status": "evaluated",
         "kind": opts.kind,
@@ -138,6 +161,7 @@ def run(opts: Options, runner: parity.Runner | None = None, say: Callable[[str],
         "tools": model.tool_versions(),
         "comparison": None,
         "parity": None,
+        "timings_s": clock.seconds,
     }
     say("held-out: " + ", ".join(f"{k} {e}" for k, e in metrics["candidate"].items()))
     manifest = model.manifest(
@@ -148,9 +172,11 @@ def run(opts: Options, runner: parity.Runner | None = None, say: Callable[[str],
 
     try:
         if active is not None:
-            report["comparison"] = _compare(opts, ds, active, p_new, say)
+            with clock.stage("compare_active"):
+                report["comparison"] = _compare(opts, ds, active, p_new, say)
         chosen = runner or parity.RUNNERS[opts.parity_runner]
-        res = parity.check(fitted.onnx, z_held, opts.parity_runner, chosen, progress=opts.progress)
+        with clock.stage("parity"):
+            res = parity.check(fitted.onnx, z_held, opts.parity_runner, chosen, progress=opts.progress)
         report["parity"] = res.as_dict()
         say(f"parity: ONNX Runtime vs {res.runner} on {res.rows} rows, max abs diff {res.max_abs_diff:.3g}")
     except Refused as e:
@@ -165,7 +191,8 @@ def run(opts: Options, runner: parity.Runner | None = None, say: Callable[[str],
 
     report["status"] = "uploaded for signing"
     _write_bundle(bundle, fitted.onnx, manifest, report)
-    signed = backend.upload(manifest, fitted.onnx, opts.rollout_percent)
+    with clock.stage("upload"):
+        signed = backend.upload(manifest, fitted.onnx, opts.rollout_percent)
     served = decode_envelope(signed, "the upload answer")
     if served.get("version") != version or served.get("artifact", {}).get("sha256") != hashlib.sha256(fitted.onnx).hexdigest():
         raise ProtocolError("the server signed a manifest that differs from the one uploaded")
