@@ -12,7 +12,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import NoReturn, Sequence
 
 from trainer import parity
 from trainer.data import DEFAULT_SPLIT_SALT
@@ -29,9 +29,16 @@ def _csv(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line too (exit status 2), like every other failure."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"trainer: usage: {message} (see --help)\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m trainer", description="vitalcore training pipeline")
-    sub = ap.add_subparsers(dest="command", required=True)
+    ap = _Parser(prog="python -m trainer", description="vitalcore training pipeline")
+    sub = ap.add_subparsers(dest="command", required=True, parser_class=_Parser)
     t = sub.add_parser(
         "train",
         help="export, fit, evaluate, check parity and publish one model version",
