@@ -59,3 +59,10 @@ def test_device_side_credential_is_required(capsys: pytest.CaptureFixture[str], 
     monkeypatch.setenv("VITALCORE_ADMIN_TOKEN", "x")
     assert cli.main(["train", "--server", "http://127.0.0.1:9"]) == 1
     assert "enrollment token is needed to fetch the active model" in err_line(capsys)
+
+
+def test_other_labels_need_an_intended_use(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VITALCORE_ADMIN_TOKEN", "x")
+    monkeypatch.setenv("VITALCORE_ENROLLMENT_TOKEN", ENROLL_TOKEN)
+    assert cli.main(["train", "--server", "http://127.0.0.1:9", "--labels", "rest,stress"]) == 1
+    assert "pass --intended-use" in err_line(capsys)

@@ -193,3 +193,15 @@ def test_fast_bootstrap_metrics_equal_scikit_learn(rows: list[tuple[int, int]], 
         assert fast == pytest.approx(evaluate.point_metrics(y, p, threshold))
     else:
         assert np.isnan(fast["auroc"])
+
+
+def test_fit_in_steps_is_the_single_fit(fitted: tuple[model.Fitted, np.ndarray]) -> None:
+    from sklearn.ensemble import GradientBoostingClassifier
+
+    f, x = fitted
+    z = f.standardizer.apply(x)
+    y = f.estimator.predict(z)  # any labels; what matters is the same data for both fits
+    stepped = model.fit(x, y, n_estimators=25, max_depth=2, learning_rate=0.1, seed=3).estimator
+    single = GradientBoostingClassifier(n_estimators=25, max_depth=2, learning_rate=0.1, random_state=3).fit(z, y)
+    assert len(stepped.estimators_) == 25
+    assert np.array_equal(stepped.predict_proba(z), single.predict_proba(z))

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+RHYTHM_LABELS = ("regular", "irregular")
+# The default text, for the default task (regular vs irregular rhythm); other tasks must state theirs.
 INTENDED_USE = (
     "Screening aid inside a health app built on vitalcore: tells a regular from an irregular "
     "pulse rhythm in one health check, from feature set v1 features the SDK computes on the "
@@ -40,7 +42,7 @@ def render(report: dict[str, Any]) -> str:
         "",
         "## What it does",
         "",
-        INTENDED_USE,
+        report["intended_use"],
         "",
         f"Inputs (feature set `{m['input']['feature_set']}`, standardized by the SDK with the "
         "training mean and scale below); output `probabilities` = "

@@ -97,6 +97,11 @@ def parser() -> argparse.ArgumentParser:
         "--out", type=Path, default=DEFAULT_OUT, help="where bundles and model cards are written (default models/trainer-out)"
     )
     t.add_argument("--dry-run", action="store_true", help="do everything except the upload")
+    t.add_argument(
+        "--intended-use",
+        default=None,
+        help="intended-use paragraph of the model card (required unless the labels are regular,irregular)",
+    )
     bar = t.add_mutually_exclusive_group()
     bar.add_argument("--progress", action="store_true", default=None, help="always show progress bars")
     bar.add_argument("--no-progress", action="store_false", dest="progress", help="never show progress bars")
@@ -135,6 +140,7 @@ def options(ns: argparse.Namespace) -> Options:
         valid_days=ns.valid_days,
         dry_run=ns.dry_run,
         progress=ns.progress,
+        intended_use=ns.intended_use,
     )
 
 

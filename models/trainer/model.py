@@ -20,6 +20,7 @@ import sklearn
 import skl2onnx
 from skl2onnx import to_onnx
 from sklearn.ensemble import GradientBoostingClassifier
+from tqdm import tqdm
 
 from trainer.features import FEATURE_SET, unit_of
 
@@ -59,7 +60,21 @@ class Fitted:
     params: dict[str, Any]
 
 
-def fit(x_train: np.ndarray, y_train: np.ndarray, n_estimators: int, max_depth: int, learning_rate: float, seed: int) -> Fitted:
+# Boosting rounds per progress-bar step.
+FIT_STEP = 10
+
+
+def fit(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    n_estimators: int,
+    max_depth: int,
+    learning_rate: float,
+    seed: int,
+    progress: bool | None = None,
+) -> Fitted:
+    """Standardizes, fits and exports. The fit grows the ensemble ``FIT_STEP`` rounds at a time
+    (``warm_start``) only to drive a progress bar: the model is the one a single fit gives."""
     std = Standardizer.fit(x_train)
     z = std.apply(x_train)
     params = {
@@ -68,7 +83,15 @@ def fit(x_train: np.ndarray, y_train: np.ndarray, n_estimators: int, max_depth: 
         "learning_rate": learning_rate,
         "random_state": seed,
     }
-    clf = GradientBoostingClassifier(**params).fit(z, y_train)
+    clf = GradientBoostingClassifier(**{**params, "n_estimators": min(FIT_STEP, n_estimators)}, warm_start=True)
+    with tqdm(total=n_estimators, desc="fit", unit="tree", disable=None if progress is None else not progress) as bar:
+        done = 0
+        while done < n_estimators:
+            done = min(done + FIT_STEP, n_estimators)
+            clf.set_params(n_estimators=done)
+            clf.fit(z, y_train)
+            bar.update(done - bar.n)
+    clf.set_params(warm_start=False)
     proto = to_onnx(clf, z[:1], options={id(clf): {"zipmap": False}}, target_opset=OPSETS)
     return Fitted(clf, std, proto.SerializeToString(), params)
 

@@ -54,6 +54,7 @@ class Options:
     valid_days: int = 365
     dry_run: bool = False
     progress: bool | None = None
+    intended_use: str | None = None
 
 
 @dataclass
@@ -93,6 +94,12 @@ def validate(opts: Options) -> None:
         raise ConfigError(f"unknown parity runner {opts.parity_runner!r}")
     if opts.version is not None and not SEMVER.match(opts.version):
         raise ConfigError("--version must be semantic versioning (MAJOR.MINOR.PATCH)")
+    if opts.intended_use is None and opts.labels != list(card.RHYTHM_LABELS):
+        raise ConfigError("the model card's intended use is written for regular/irregular rhythm: pass --intended-use")
+    if opts.n_estimators < 1 or opts.max_depth < 1 or opts.bootstrap < 1:
+        raise ConfigError("--n-estimators, --max-depth and --bootstrap must be at least 1")
+    if not 0 <= opts.rollout_percent <= 100:
+        raise ConfigError("--rollout must be within 0-100")
     if not (opts.enrollment_token or opts.device_credential):
         raise ConfigError(
             "a device credential or an enrollment token is needed to fetch the active model "
@@ -143,7 +150,9 @@ def run(opts: Options, runner: parity.Runner | None = None, say: Callable[[str],
     say(f"active model: {active_model.describe(active.manifest) if active else 'none'}; training {opts.name} {version}")
 
     with clock.stage("fit_export"):
-        fitted = model.fit(ds.train.x, ds.train.y, opts.n_estimators, opts.max_depth, opts.learning_rate, opts.seed)
+        fitted = model.fit(
+            ds.train.x, ds.train.y, opts.n_estimators, opts.max_depth, opts.learning_rate, opts.seed, opts.progress
+        )
     with clock.stage("evaluate"):
         z_held = fitted.standardizer.apply(ds.held_out.x)
         p_new = model.ort_predict(fitted.onnx, z_held)[:, 1]
@@ -162,6 +171,7 @@ def run(opts: Options, runner: parity.Runner | None = None, say: Callable[[str],
         "comparison": None,
         "parity": None,
         "timings_s": clock.seconds,
+        "intended_use": opts.intended_use or card.INTENDED_USE,
     }
     say("held-out: " + ", ".join(f"{k} {e}" for k, e in metrics["candidate"].items()))
     manifest = model.manifest(
