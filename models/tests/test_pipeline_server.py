@@ -198,8 +198,10 @@ def test_unreachable_server_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_dry_run_writes_the_bundle_and_publishes_nothing(server: Server, tmp_path: Path) -> None:
     seed(server)
-    r = run_trainer(server.url, tmp_path, *REF, "--dry-run")
+    r = run_trainer(server.url, tmp_path, *REF, "--dry-run", "--progress")
     assert r.code == 0, r.stderr
+    for bar in ("export:", "fit:", "bootstrap:", "parity (onnx-reference):"):
+        assert bar in r.stderr, f"no {bar} progress bar with --progress"
     bundle = tmp_path / "rhythm-ppg-1.0.0"
     assert {p.name for p in bundle.iterdir()} == {"model.onnx", "manifest.json", "metrics.json", "MODEL_CARD.md"}
     assert "not published (dry run)" in (bundle / "MODEL_CARD.md").read_text()
