@@ -161,14 +161,41 @@ def test_upload_refused_without_signing_key(production_server: Server, tmp_path:
     r = run_trainer(production_server.url, tmp_path, *REF)
     assert r.code == 1
     assert "server refused the model upload: HTTP 503 (not configured: no signing key)" in one_line(r.stderr)
+    card = (tmp_path / "rhythm-ppg-1.0.0" / "MODEL_CARD.md").read_text()
+    assert "**Status:** not published: server refused the model upload" in card
 
 
-def test_existing_version_is_a_server_refusal(server: Server, tmp_path: Path) -> None:
+def test_version_taken_by_a_staged_rollout_is_a_server_refusal(server: Server, tmp_path: Path) -> None:
+    seed(server)
+    assert run_trainer(server.url, tmp_path / "a", *REF, *WEAK).code == 0
+    # 2.0.0 goes to 0% of devices: the trainer, reading as a device, still sees 1.0.0 as active,
+    # picks 2.0.0 again, and only the server knows that version is taken.
+    assert run_trainer(server.url, tmp_path / "b", *REF, "--rollout", "0").code == 0
+    assert server.served_manifest()["version"] == "1.0.0"
+    r = run_trainer(server.url, tmp_path / "c", *REF)
+    assert r.code == 1
+    assert "server refused the model upload: HTTP 409 (already exists)" in one_line(r.stderr)
+
+
+def test_version_not_newer_than_active_is_refused_before_training(
+    server: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     seed(server)
     assert run_trainer(server.url, tmp_path, *REF, *WEAK).code == 0
-    r = run_trainer(server.url, tmp_path, *REF, "--version", "1.0.0")
-    assert r.code == 1
-    assert "server refused the model upload: HTTP 409" in one_line(r.stderr)
+    published_card = (tmp_path / "rhythm-ppg-1.0.0" / "MODEL_CARD.md").read_text()
+    monkeypatch.setenv("VITALCORE_ADMIN_TOKEN", ADMIN_TOKEN)
+    monkeypatch.setenv("VITALCORE_ENROLLMENT_TOKEN", ENROLL_TOKEN)
+    argv = ["train", "--server", server.url, "--out", str(tmp_path), "--bootstrap", "50", *REF]
+    for version in ("1.0.0", "0.9.0", "1.0.0-rc.1"):
+        assert cli.main([*argv, "--version", version]) == 1
+        assert f"version {version} is not newer than the active rhythm-ppg 1.0.0" in one_line(capsys.readouterr().err)
+    # A published bundle on disk is never overwritten by a later run.
+    (tmp_path / "rhythm-ppg-1.0.1").mkdir()
+    (tmp_path / "rhythm-ppg-1.0.1" / "signed.json").write_text("{}")
+    assert cli.main([*argv, "--version", "1.0.1"]) == 1
+    assert "holds a published bundle already" in one_line(capsys.readouterr().err)
+    assert (tmp_path / "rhythm-ppg-1.0.0" / "MODEL_CARD.md").read_text() == published_card
+    assert server.served_manifest()["version"] == "1.0.0"
 
 
 def test_empty_export_is_a_clear_error(server: Server, tmp_path: Path) -> None:

@@ -205,3 +205,11 @@ def test_fit_in_steps_is_the_single_fit(fitted: tuple[model.Fitted, np.ndarray])
     single = GradientBoostingClassifier(n_estimators=25, max_depth=2, learning_rate=0.1, random_state=3).fit(z, y)
     assert len(stepped.estimators_) == 25
     assert np.array_equal(stepped.predict_proba(z), single.predict_proba(z))
+
+
+def test_version_precedence() -> None:
+    from trainer.pipeline import version_key
+
+    ordered = ["0.9.0", "1.0.0-alpha", "1.0.0-rc.1", "1.0.0", "1.0.1", "1.10.0", "2.0.0"]
+    assert sorted(ordered, key=version_key) == ordered
+    assert sorted(reversed(ordered), key=version_key) == ordered

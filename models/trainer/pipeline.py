@@ -80,6 +80,16 @@ def next_version(active: dict[str, Any] | None) -> str:
     return f"{int(m.group(1)) + 1}.0.0"
 
 
+def version_key(version: str) -> tuple[int, int, int, int, str]:
+    """Semantic-versioning precedence, enough for MAJOR.MINOR.PATCH[-pre]: a pre-release sorts
+    before its release (pre-release identifiers compare as text, a simplification)."""
+    m = SEMVER.match(version)
+    if not m:
+        raise ProtocolError(f"version {version!r} is not semantic versioning")
+    pre = version[m.end(3):].lstrip("-").split("+", 1)[0] if "-" in version[m.end(3):m.end(3) + 1] else ""
+    return int(m.group(1)), int(m.group(2)), int(m.group(3)), 0 if pre else 1, pre
+
+
 def validate(opts: Options) -> None:
     unknown = [f for f in opts.features if f not in FEATURES_V1]
     if unknown:
@@ -147,6 +157,14 @@ def run(opts: Options, runner: parity.Runner | None = None, say: Callable[[str],
         credential = opts.device_credential or backend.enroll(opts.enrollment_token or "")
         active = backend.active_model(opts.name, credential)
     version = opts.version or next_version(active.manifest if active else None)
+    if active is not None and version_key(version) <= version_key(str(active.manifest.get("version"))):
+        raise ConfigError(
+            f"version {version} is not newer than the active {active_model.describe(active.manifest)}; "
+            "devices only move to a greater version"
+        )
+    bundle = opts.out / f"{opts.name}-{version}"
+    if (bundle / "signed.json").exists():
+        raise ConfigError(f"{bundle} holds a published bundle already; choose another --out or --version")
     say(f"active model: {active_model.describe(active.manifest) if active else 'none'}; training {opts.name} {version}")
 
     with clock.stage("fit_export"):
@@ -178,7 +196,6 @@ def run(opts: Options, runner: parity.Runner | None = None, say: Callable[[str],
         opts.name, version, opts.features, fitted.standardizer, opts.labels, fitted.onnx, z_held[0], opts.valid_days
     )
     report["manifest"] = manifest
-    bundle = opts.out / f"{opts.name}-{version}"
 
     try:
         if active is not None:
@@ -199,13 +216,16 @@ def run(opts: Options, runner: parity.Runner | None = None, say: Callable[[str],
         _write_bundle(bundle, fitted.onnx, manifest, report)
         return Outcome(version, bundle, report, published=False)
 
-    report["status"] = "uploaded for signing"
-    _write_bundle(bundle, fitted.onnx, manifest, report)
-    with clock.stage("upload"):
-        signed = backend.upload(manifest, fitted.onnx, opts.rollout_percent)
-    served = decode_envelope(signed, "the upload answer")
-    if served.get("version") != version or served.get("artifact", {}).get("sha256") != hashlib.sha256(fitted.onnx).hexdigest():
-        raise ProtocolError("the server signed a manifest that differs from the one uploaded")
+    try:
+        with clock.stage("upload"):
+            signed = backend.upload(manifest, fitted.onnx, opts.rollout_percent)
+        served = decode_envelope(signed, "the upload answer")
+        if served.get("version") != version or served.get("artifact", {}).get("sha256") != hashlib.sha256(fitted.onnx).hexdigest():
+            raise ProtocolError("the server signed a manifest that differs from the one uploaded")
+    except TrainerError as e:
+        report["status"] = f"not published: {e}"
+        _write_bundle(bundle, fitted.onnx, manifest, report)
+        raise
     report["status"] = f"published (signed by key {signed['signatures'][0].get('key_id')})"
     report["published_manifest"] = served
     _write_bundle(bundle, fitted.onnx, manifest, report)
