@@ -8,6 +8,7 @@ real enrollment and gzip batch upload API, as the SDK's sync client sends them.
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
 import os
@@ -18,7 +19,6 @@ import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
@@ -133,8 +133,6 @@ class Server:
         if r.status_code == 404:
             return None
         assert r.status_code == 200, r.text
-        import base64
-
         return json.loads(base64.b64decode(r.json()["payload"]))
 
     def served_artifact(self, version: str) -> bytes:
