@@ -12,6 +12,7 @@ CARGO     ?= cargo
 export VITALCORE_CACHE := $(CURDIR)/$(CACHE)
 export VITALCORE_PYTHON := $(CURDIR)/$(PY)
 
+.PHONY: test-models
 .PHONY: ffi-lib bindings-gen test-bindings test-bindings-python test-kotlin test-swift-gen bench-bindings
 .PHONY: help demo test test-rust test-python lint fmt venv data bench clean services test-deploy
 
@@ -74,7 +75,7 @@ test-rust: data services
 test-python: data
 	$(PY) -m pytest -q scripts/tests
 
-test: lint test-rust test-python test-deploy test-bindings
+test: lint test-rust test-python test-deploy test-bindings test-models
 	@echo "make test: all suites passed"
 
 demo: data
@@ -131,3 +132,10 @@ test-bindings: test-bindings-python test-kotlin test-swift-gen
 bench-bindings: data
 	bash bindings/bench.sh
 
+# --- Training pipeline (models/) ---------------------------------------------------------
+# The trainer against real vitalcore-server processes. The server is built with the same
+# package selection and features as test-rust, so after it this is a link step, not a rebuild.
+test-models: venv
+	$(CARGO) build --workspace --all-features --locked --bin vitalcore-server
+	VITALCORE_SERVER_BIN=$(CURDIR)/target/debug/vitalcore-server PYTHONPATH=$(CURDIR)/models \
+	  $(PY) -m pytest -q -p no:cacheprovider models/tests

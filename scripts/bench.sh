@@ -28,3 +28,8 @@ bash bindings/bench.sh
 # Backend ingest (SQLite and PostgreSQL), loopback load from a second process (BENCHMARKS.md,
 # "Backend ingest").
 bash scripts/bench_backend.sh
+
+# Training pipeline: stage timings at 100 and 1,000 subjects against a real server, and the
+# bootstrap's metric step vs scikit-learn's metric functions (BENCHMARKS.md, "Training pipeline").
+cargo build --locked -p vitalcore-server
+VITALCORE_SERVER_BIN=target/debug/vitalcore-server "$PY" models/scripts/bench_trainer.py
