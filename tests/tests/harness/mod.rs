@@ -41,8 +41,16 @@ pub struct Server {
     _dir: tempfile::TempDir,
 }
 
+pub const ADMIN_TOKEN: &str = "e2e-admin-token";
+
 impl Server {
     pub async fn start(db: Db, region: &str) -> Self {
+        Self::start_opts(db, region, false).await
+    }
+
+    /// With `models`, the server has an admin token and a signing key, so models can be
+    /// published through `POST /v1/admin/models`.
+    pub async fn start_opts(db: Db, region: &str, models: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn ServerStore> = match db {
             Db::Sqlite => {
@@ -78,9 +86,15 @@ impl Server {
             data_dir: dir.path().to_owned(),
             enrollment_tokens: vec![ENROLL_TOKEN.into()],
             region: region.into(),
+            admin_token: models.then(|| ADMIN_TOKEN.to_owned()),
             ..Config::default()
         };
-        let state = AppState::new(config, store.clone(), archive, None);
+        let signer = models.then(|| {
+            vitalcore_server::signing::Signer::load_or_create_dev(&dir.path().join("signing.key"))
+                .unwrap()
+                .0
+        });
+        let state = AppState::new(config, store.clone(), archive, signer);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
