@@ -192,6 +192,12 @@ pub enum Fault {
     CutAfterCommit,
     /// Forward, then send only the first part of the answer.
     CutDuringAnswer,
+    /// Hold the connection open without forwarding (the client waits; for kill tests).
+    StallBeforeForward,
+    /// Forward, let the server commit, then hold the connection without answering.
+    StallAfterCommit,
+    /// Forward, send the first part of the answer, then hold the connection.
+    StallDuringAnswer,
 }
 
 /// A captured request.
@@ -211,6 +217,7 @@ struct ProxyState {
     cycle: Vec<Fault>,
     n: usize,
     captured: Vec<Captured>,
+    stalled: usize,
 }
 
 /// HTTP/1.1 proxy, one request per connection (it answers with `connection: close`).
@@ -257,6 +264,20 @@ impl Proxy {
     pub fn captured(&self) -> Vec<Captured> {
         self.state.lock().unwrap().captured.clone()
     }
+
+    /// Connections held at their stall point so far.
+    pub fn stalled(&self) -> usize {
+        self.state.lock().unwrap().stalled
+    }
+}
+
+/// Marks the connection as held at its stall point and keeps it open until the peer is gone.
+async fn stall(mut conn: TcpStream, st: &Arc<Mutex<ProxyState>>) -> std::io::Result<()> {
+    st.lock().unwrap().stalled += 1;
+    let mut sink = [0u8; 64];
+    // Returns when the client closes or dies (a killed process's sockets are closed by the OS).
+    while conn.read(&mut sink).await? > 0 {}
+    Ok(())
 }
 
 async fn read_head(conn: &mut TcpStream) -> std::io::Result<Option<(String, Vec<u8>)>> {
@@ -368,7 +389,12 @@ async fn handle(
             return conn.shutdown().await;
         }
         Fault::Delay(ms) => tokio::time::sleep(Duration::from_millis(ms)).await,
-        Fault::Pass | Fault::CutAfterCommit | Fault::CutDuringAnswer => {}
+        Fault::StallBeforeForward => return stall(conn, &st).await,
+        Fault::Pass
+        | Fault::CutAfterCommit
+        | Fault::CutDuringAnswer
+        | Fault::StallAfterCommit
+        | Fault::StallDuringAnswer => {}
     }
     let mut up = TcpStream::connect(upstream).await?;
     let head_close = head.trim_end_matches("\r\n\r\n").to_owned() + "\r\nconnection: close\r\n\r\n";
@@ -376,19 +402,25 @@ async fn handle(
     up.write_all(&body).await?;
     let mut resp = Vec::new();
     up.read_to_end(&mut resp).await?;
+    let cut = resp
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|p| p + 4 + 5)
+        .unwrap_or(resp.len() / 2)
+        .min(resp.len().saturating_sub(1));
     match fault {
         Fault::CutAfterCommit => Ok(()),
+        Fault::StallAfterCommit => stall(conn, &st).await,
         Fault::CutDuringAnswer => {
-            let cut = resp
-                .windows(4)
-                .position(|w| w == b"\r\n\r\n")
-                .map(|p| p + 4 + 5)
-                .unwrap_or(resp.len() / 2)
-                .min(resp.len().saturating_sub(1));
             conn.write_all(&resp[..cut]).await?;
             #[allow(deprecated)]
             conn.set_linger(Some(Duration::ZERO))?;
             Ok(())
+        }
+        Fault::StallDuringAnswer => {
+            conn.write_all(&resp[..cut]).await?;
+            conn.flush().await?;
+            stall(conn, &st).await
         }
         _ => {
             conn.write_all(&resp).await?;
@@ -587,7 +619,7 @@ impl Device {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn open(
+pub fn open(
     dir: &std::path::Path,
     key: [u8; 32],
     secret: [u8; 32],
