@@ -23,6 +23,7 @@ mod kind;
 mod models_engine;
 mod prediction;
 pub mod session;
+mod user;
 
 pub use batch::{SampleBatch, Timing};
 pub use capture::{Capture, CaptureConfig, CaptureStats};
@@ -34,6 +35,11 @@ pub use kind::{CheckKind, KindSpec};
 pub use models_engine::ModelInfo;
 pub use prediction::{PredictionOutcome, QualityReport};
 pub use session::{CheckResult, CheckSession};
+pub use user::{
+    Consent, Consents, DataExport, DeletionReport, ExportedCheck, ExportedLabel,
+    ExportedPrediction, ExportedQuality, ExportedRaw, ServerErasure, SyncOptions, SyncOutcome,
+    EXPORT_FORMAT, EXPORT_VERSION,
+};
 
 /// The README example, compiled and run as a doctest.
 #[cfg(doctest)]
