@@ -15,8 +15,8 @@ use vitalcore::keys::InMemoryKeyProvider;
 use vitalcore::store::{Store, StoreConfig};
 use vitalcore::sync::{ModelPoll, SyncError};
 use vitalcore::{
-    CheckKind, Config, DataExport, EngineError, Label, SampleBatch, ServerErasure, SyncOptions,
-    Vitalcore,
+    CheckKind, Config, DataExport, EngineError, Label, PredictionOutcome, SampleBatch,
+    ServerErasure, SyncOptions, Vitalcore,
 };
 use vitalcore_protocol::{ConsentPurpose, FeatureRecord};
 
@@ -801,4 +801,94 @@ async fn local_dp_budget_is_spent_once_per_record_and_survives_reopen() {
     ));
     assert_eq!(server.records(ConsentPurpose::Research).await.len(), 2);
     assert_eq!(st.epsilon_spent(&subject, &research).unwrap(), 2.0);
+}
+
+/// The closed loop's last step on a device: the server publishes a new version of the default
+/// model, signed with its own key; the device polls, downloads, verifies (key pinned in its
+/// config) and uses it for the next check; an unchanged model costs one conditional request;
+/// a bundle failing its self-test is refused and the installed update keeps serving, also
+/// after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_update_from_the_server_is_verified_installed_and_used() {
+    use base64::Engine as _;
+    let server = Server::start_opts(Db::Sqlite, "eu", true).await;
+    let key = server.model_key_hex.clone().expect("server signs models");
+    let dir = tempfile::tempdir().unwrap();
+    let open = || {
+        Vitalcore::open(
+            Config::new(dir.path())
+                .sync_endpoint(server.url())
+                .sync_region("eu")
+                .model_public_keys(vec![key.clone()]),
+            &InMemoryKeyProvider::new(ROOT_KEY),
+        )
+        .expect("open engine")
+    };
+    let engine = open();
+    let served_by = |engine: &Vitalcore| {
+        let x: Vec<f64> = recording("heartpy_data3")[..6000].to_vec();
+        let s = engine.start_check(CheckKind::PpgRhythm).expect("start");
+        s.push_samples("ppg", SampleBatch::uniform(T0_MS as f64 / 1000.0, 100.0, x))
+            .expect("push");
+        match s.finish().expect("finish").check.prediction {
+            PredictionOutcome::Predicted { model_version, .. } => model_version,
+            other => panic!("expected a prediction, got {other:?}"),
+        }
+    };
+    assert_eq!(
+        served_by(&engine),
+        "1.0.0",
+        "the bundled default serves first"
+    );
+    assert!(matches!(
+        engine.update_model("rhythm-ppg").await,
+        Err(EngineError::Sync(SyncError::ModelNotFound))
+    ));
+
+    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
+    let artifact = std::fs::read(models.join("rhythm-ppg.onnx")).unwrap();
+    let shipped: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(models.join("rhythm-ppg.manifest.json")).unwrap())
+            .unwrap();
+    let publish = |version: &str, break_self_test: bool| {
+        let mut manifest = shipped.clone();
+        manifest["version"] = version.into();
+        if break_self_test {
+            manifest["self_test"]["expected"][0] = 0.5.into();
+            manifest["self_test"]["expected"][1] = 0.5.into();
+        }
+        let body = serde_json::json!({
+            "manifest": manifest,
+            "artifact_base64": base64::engine::general_purpose::STANDARD.encode(&artifact),
+        });
+        let url = format!("{}/v1/admin/models", server.url());
+        async move {
+            let r = reqwest::Client::new()
+                .post(url)
+                .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
+                .header("content-type", "application/json")
+                .body(serde_json::to_vec(&body).unwrap())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 201, "model upload refused");
+        }
+    };
+    publish("2.0.0", false).await;
+    let installed = engine.update_model("rhythm-ppg").await.expect("update");
+    assert_eq!(installed.map(|i| i.version), Some("2.0.0".to_string()));
+    assert_eq!(served_by(&engine), "2.0.0");
+    assert_eq!(engine.update_model("rhythm-ppg").await.expect("poll"), None);
+
+    publish("2.1.0", true).await;
+    assert!(matches!(
+        engine.update_model("rhythm-ppg").await,
+        Err(EngineError::Model(
+            vitalcore::models::ModelError::SelfTestFailed
+        ))
+    ));
+    assert_eq!(served_by(&engine), "2.0.0");
+    drop(engine);
+    let engine = open();
+    assert_eq!(served_by(&engine), "2.0.0", "the update survives a restart");
 }

@@ -206,6 +206,42 @@ impl Vitalcore {
         Ok(ModelInfo::of(&model))
     }
 
+    /// Checks the sync endpoint for a newer version of model `name` and installs it: polls the
+    /// manifest with the ETag of the last bundle installed from the server (so an unchanged
+    /// model costs one small request), downloads the artifact, and hands both to
+    /// [`Vitalcore::install_model`], which verifies everything. `Ok(None)`: nothing new.
+    ///
+    /// Errors: [`EngineError::Sync`] for network and configuration problems (no endpoint, no
+    /// such model), [`EngineError::Model`] when the bundle is refused; either way the active
+    /// model keeps serving, and a refused bundle is downloaded again at the next check.
+    pub async fn update_model(&self, name: &str) -> Result<Option<ModelInfo>> {
+        let dir = self.inner.config.data_dir().join("models");
+        let etag_path = dir.join(format!("{}.etag", hex::encode(name.as_bytes())));
+        let etag = std::fs::read_to_string(&etag_path).ok();
+        match self.poll_model(name, etag).await? {
+            crate::sync::ModelPoll::NotModified => Ok(None),
+            crate::sync::ModelPoll::Available {
+                envelope,
+                artifact,
+                etag,
+            } => {
+                let installed = match self.install_model(&envelope, &artifact) {
+                    Ok(info) => Some(info),
+                    // The version already serving (its ETag was not kept): nothing new.
+                    Err(EngineError::Model(ModelError::Rollback { offered, trusted }))
+                        if offered == trusted =>
+                    {
+                        None
+                    }
+                    Err(e) => return Err(e),
+                };
+                // Written only once accepted: a refused bundle is not remembered as seen.
+                write_synced(&etag_path, etag.as_bytes()).map_err(|e| cache_error("etag", &e))?;
+                Ok(installed)
+            }
+        }
+    }
+
     /// The model serving rhythm checks, if any.
     pub fn active_model(&self) -> Option<ModelInfo> {
         self.inner.models.active().map(|m| ModelInfo::of(&m))

@@ -37,6 +37,8 @@ pub enum Db {
 pub struct Server {
     pub addr: SocketAddr,
     pub store: Arc<dyn ServerStore>,
+    /// Hex of the model-signing public key (servers started with `models`), for devices to pin.
+    pub model_key_hex: Option<String>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     _dir: tempfile::TempDir,
 }
@@ -94,6 +96,7 @@ impl Server {
                 .unwrap()
                 .0
         });
+        let model_key_hex = signer.as_ref().map(|s| hex::encode(s.public_key()));
         let state = AppState::new(config, store.clone(), archive, signer);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -108,6 +111,7 @@ impl Server {
         Self {
             addr,
             store,
+            model_key_hex,
             stop: Some(tx),
             _dir: dir,
         }
