@@ -22,3 +22,7 @@ bash bindings/bench.sh
 # Backend ingest (SQLite and PostgreSQL), loopback load from a second process (BENCHMARKS.md,
 # "Backend ingest").
 bash scripts/bench_backend.sh
+
+# Device sync against the real server: bytes on the wire per check record, records/s and device
+# CPU per record, vs one plain-JSON POST per record (BENCHMARKS.md, "Sync (device side)").
+cargo bench --locked -p vitalcore-e2e --bench sync
