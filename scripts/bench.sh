@@ -33,3 +33,7 @@ bash scripts/bench_backend.sh
 # bootstrap's metric step vs scikit-learn's metric functions (BENCHMARKS.md, "Training pipeline").
 cargo build --locked -p vitalcore-server
 VITALCORE_SERVER_BIN=target/debug/vitalcore-server "$PY" models/scripts/bench_trainer.py
+
+# Device sync against the real server: bytes on the wire per check record, records/s and device
+# CPU per record, vs one plain-JSON POST per record (BENCHMARKS.md, "Sync (device side)").
+cargo bench --locked -p vitalcore-e2e --bench sync

@@ -891,4 +891,30 @@ async fn model_update_from_the_server_is_verified_installed_and_used() {
     drop(engine);
     let engine = open();
     assert_eq!(served_by(&engine), "2.0.0", "the update survives a restart");
+
+/// Two profiles in one data directory: consent is per subject, so one subject's sync must
+/// leave the other's queue alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_subjects_sync_never_uploads_another_subjects_queue() {
+    let server = Server::start(Db::Sqlite, "eu").await;
+    let dir = tempfile::tempdir().unwrap();
+    let recs = recordings();
+    {
+        let alice = open_engine(dir.path(), 11, &server.url(), fast());
+        run_checks(&alice, &recs[..2], 0);
+    }
+    let bob = open_engine(dir.path(), 12, &server.url(), fast());
+    bob.grant_consent("research", "v1").unwrap();
+    let mine = run_checks(&bob, &recs[2..3], 5);
+    let o = bob.sync_now().await.unwrap();
+    assert_eq!(o.uploads.records_acked, 1);
+    let on_server = server.records(ConsentPurpose::Research).await;
+    assert_eq!(
+        on_server.len(),
+        1,
+        "another subject's unconsented records went out"
+    );
+    let local = bob.check(&mine[0]).unwrap().unwrap();
+    assert_eq!(on_server[0].features, allowed(&local.features));
+    assert_eq!(store(dir.path()).outbox_counts().unwrap(), (2, 0));
 }

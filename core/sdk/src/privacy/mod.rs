@@ -510,6 +510,18 @@ mod tests {
     }
 
     proptest! {
+        /// The inverse CDF maps every open-interval uniform to a finite value whose sign
+        /// follows `u - 1/2` and whose magnitude grows with the scale.
+        #[test]
+        fn laplace_is_finite_and_symmetric(u in 1e-6f64..(1.0 - 1e-6), scale in 1e-6f64..1e6) {
+            let x = laplace(u, scale);
+            prop_assert!(x.is_finite());
+            // 1 - u is rounded, hence the tolerance.
+            prop_assert!((laplace(1.0 - u, scale) + x).abs() <= 1e-8 * scale);
+            if u > 0.5 { prop_assert!(x >= 0.0) } else { prop_assert!(x <= 0.0) }
+            prop_assert!((laplace(u, 2.0 * scale) - 2.0 * x).abs() <= 1e-9 * x.abs().max(1.0));
+        }
+
         /// Untrusted payload bytes never panic, and whatever comes out is generalized.
         #[test]
         fn arbitrary_payloads_are_refused_or_generalized(bytes in proptest::collection::vec(any::<u8>(), 0..256),

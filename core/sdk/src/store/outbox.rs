@@ -48,9 +48,32 @@ impl WriteTx<'_> {
 
 impl Store {
     /// Records due for upload: not quarantined, not in flight, `next_attempt_at <= now_ms`, for
-    /// one of `purposes` (those the user consented to), oldest first, at most `limit`.
+    /// one of `purposes` (those the user consented to), oldest first, at most `limit`. Every
+    /// subject's records; sync uses [`Store::outbox_due_of`].
     pub fn outbox_due(
         &self,
+        purposes: &[Purpose],
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<OutboxRecord>> {
+        self.due(None, purposes, now_ms, limit)
+    }
+
+    /// [`Store::outbox_due`] restricted to one subject's records: consent is per subject, so
+    /// one subject's sync must never pick up another's queue.
+    pub fn outbox_due_of(
+        &self,
+        subject: &SubjectId,
+        purposes: &[Purpose],
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<OutboxRecord>> {
+        self.due(Some(subject), purposes, now_ms, limit)
+    }
+
+    fn due(
+        &self,
+        subject: Option<&SubjectId>,
         purposes: &[Purpose],
         now_ms: i64,
         limit: usize,
@@ -62,9 +85,14 @@ impl Store {
         let sql = format!(
             "SELECT id, key_id, purpose, check_id, idempotency_key, batch_id, attempts, next_attempt_at_ms, quarantined, payload
              FROM outbox WHERE quarantined = 0 AND batch_id IS NULL AND next_attempt_at_ms <= ?
+             AND (? IS NULL OR subject_tag = ?)
              AND purpose IN ({placeholders}) ORDER BY created_ms, rowid LIMIT ?"
         );
-        let mut args: Vec<Value> = vec![Value::Integer(now_ms)];
+        let tag = match subject {
+            Some(s) => Value::Blob(self.subject_tag(s)),
+            None => Value::Null,
+        };
+        let mut args: Vec<Value> = vec![Value::Integer(now_ms), tag.clone(), tag];
         args.extend(purposes.iter().map(|p| Value::Text(p.as_str().to_owned())));
         args.push(Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
         self.read(|conn| {
@@ -112,11 +140,25 @@ impl Store {
     /// the app was killed), grouped by batch, oldest batch first. Sync re-sends each batch as
     /// it was formed, under the same key, instead of re-forming it.
     pub fn outbox_in_flight(&self) -> Result<Vec<(RecordId, Vec<OutboxRecord>)>> {
+        self.in_flight(None)
+    }
+
+    /// [`Store::outbox_in_flight`] restricted to one subject's records.
+    pub fn outbox_in_flight_of(
+        &self,
+        subject: &SubjectId,
+    ) -> Result<Vec<(RecordId, Vec<OutboxRecord>)>> {
+        self.in_flight(Some(subject))
+    }
+
+    fn in_flight(&self, subject: Option<&SubjectId>) -> Result<Vec<(RecordId, Vec<OutboxRecord>)>> {
         let sql = "SELECT id, key_id, purpose, check_id, idempotency_key, batch_id, attempts, next_attempt_at_ms, quarantined, payload
-             FROM outbox WHERE quarantined = 0 AND batch_id IS NOT NULL ORDER BY created_ms, rowid";
+             FROM outbox WHERE quarantined = 0 AND batch_id IS NOT NULL AND (?1 IS NULL OR subject_tag = ?1)
+             ORDER BY created_ms, rowid";
+        let tag = subject.map(|s| self.subject_tag(s));
         self.read(|conn| {
             let mut stmt = conn.prepare_cached(sql)?;
-            let mut rows = stmt.query([])?;
+            let mut rows = stmt.query([&tag])?;
             let mut out: Vec<(RecordId, Vec<OutboxRecord>)> = Vec::new();
             let mut memo = KeyMemo::new();
             while let Some(r) = rows.next()? {

@@ -296,7 +296,7 @@ impl SyncClient {
         let mut consented = privacy::consented(&self.store, &self.subject, candidates)?;
         let mut budget_spent = false;
 
-        for (batch, rows) in self.store.outbox_in_flight()? {
+        for (batch, rows) in self.store.outbox_in_flight_of(&self.subject)? {
             if rows.iter().any(|r| !consented.contains(&r.purpose)) {
                 // Consent changed while in flight: dissolve; the rows go out again only under
                 // consent (withdrawal erases them in the same step anyway).
@@ -307,9 +307,12 @@ impl SyncClient {
         }
 
         loop {
-            let due = self
-                .store
-                .outbox_due(&consented, now_ms(), self.config.max_records)?;
+            let due = self.store.outbox_due_of(
+                &self.subject,
+                &consented,
+                now_ms(),
+                self.config.max_records,
+            )?;
             let Some(first) = due.first() else {
                 break;
             };
@@ -358,7 +361,7 @@ impl SyncClient {
             let (batch, _) = self.store.outbox_claim(&ids)?;
             let rows = self
                 .store
-                .outbox_in_flight()?
+                .outbox_in_flight_of(&self.subject)?
                 .into_iter()
                 .find(|(b, _)| *b == batch)
                 .map(|(_, rows)| rows)
