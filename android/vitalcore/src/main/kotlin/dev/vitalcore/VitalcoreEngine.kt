@@ -132,28 +132,34 @@ class CaptureStream internal constructor(private val engine: VitalcoreEngine, va
 
     /**
      * Stored windows of this capture's kind starting at or after [fromMs], as they appear
-     * (polled every [pollMs]); completes after the capture is closed and drained.
+     * (the store is polled every [pollMs]); completes once the capture is stopped or closed
+     * and every window it queued has been emitted. Cancelling the collector does not stop
+     * the capture.
      */
     fun windowResults(kind: CheckKind, fromMs: Long, pollMs: Long = 50): Flow<StoredCheck> = flow {
         val seen = HashSet<String>()
         while (true) {
-            val closed = raw.stats().let { it.pending == 0uL } && isClosed
+            // Read before listing: `stop()` sets it only after the queue is drained, so the
+            // listing that follows holds every window; the handle itself is never touched
+            // here, as it may already be released.
+            val stopped = isStopped
             for (w in engine.windows(fromMs, Long.MAX_VALUE, kind)) {
                 if (seen.add(w.id)) emit(w)
             }
-            if (closed) return@flow
+            if (stopped) return@flow
             delay(pollMs)
         }
     }
 
     @Volatile
-    private var isClosed = false
+    private var isStopped = false
 
-    /** Stops after the queued windows are stored; final counters. */
-    fun stop(): CaptureStats = raw.stop().also { isClosed = true }
+    /** Stops after the queued windows are stored; final counters. Idempotent. */
+    fun stop(): CaptureStats = raw.stop().also { isStopped = true }
 
+    /** Stops the capture (as [stop]) and releases the handle. Idempotent. */
     override fun close() {
-        stop()
+        if (!isStopped) stop()
         raw.close()
     }
 }
