@@ -27,9 +27,11 @@ pub struct Vitalcore {
 #[derive(Debug)]
 pub(crate) struct Inner {
     pub config: Config,
-    pub store: Store,
+    pub store: Arc<Store>,
     pub subject: SubjectId,
     pub purpose: Purpose,
+    /// Consent, sync and user-rights state (`user.rs`).
+    pub user: crate::user::UserState,
     predictor: RwLock<Option<Arc<dyn Predictor>>>,
     life: Mutex<Life>,
     idle: Condvar,
@@ -123,9 +125,10 @@ impl Vitalcore {
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
-                store,
+                store: Arc::new(store),
                 subject,
                 purpose,
+                user: crate::user::UserState::default(),
                 predictor: RwLock::new(None),
                 life: Mutex::new(Life::default()),
                 idle: Condvar::new(),

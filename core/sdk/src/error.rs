@@ -3,8 +3,10 @@
 //! Messages carry positions, rates, durations and fixed names (channels, kinds) only: never a
 //! sample value, an id of a person or key material, because errors end up in app logs.
 
+use crate::privacy::PrivacyError;
 use crate::signal::SignalError;
 use crate::store::StoreError;
+use crate::sync::SyncError;
 
 /// Why a sample batch was refused. The session or capture it was pushed to is unchanged: the
 /// app may push a corrected batch and carry on.
@@ -152,6 +154,13 @@ pub enum EngineError {
     /// A label is malformed; names the field.
     #[error("invalid label: {0}")]
     InvalidLabel(&'static str),
+    /// Sync, enrollment, erasure delivery or a model poll failed (see [`SyncError`]).
+    #[error("sync: {0}")]
+    Sync(#[from] SyncError),
+    /// A purpose cannot be consented to (not an upload purpose), or a record could not be
+    /// prepared for upload (see [`PrivacyError`]).
+    #[error("privacy: {0}")]
+    Privacy(#[from] PrivacyError),
 }
 
 /// Result alias of the engine.

@@ -19,6 +19,7 @@ pub mod history;
 mod kind;
 mod prediction;
 pub mod session;
+mod user;
 
 pub use batch::{SampleBatch, Timing};
 pub use capture::{Capture, CaptureConfig, CaptureStats};
@@ -29,6 +30,11 @@ pub use history::{Label, RawSamples, StoredCheck, Timings};
 pub use kind::{CheckKind, KindSpec};
 pub use prediction::{PredictionOutcome, QualityReport};
 pub use session::{CheckResult, CheckSession};
+pub use user::{
+    Consent, Consents, DataExport, DeletionReport, ExportedCheck, ExportedLabel,
+    ExportedPrediction, ExportedQuality, ExportedRaw, ServerErasure, SyncOptions, SyncOutcome,
+    EXPORT_FORMAT, EXPORT_VERSION,
+};
 
 /// The README example, compiled and run as a doctest.
 #[cfg(doctest)]

@@ -41,8 +41,16 @@ pub struct Server {
     _dir: tempfile::TempDir,
 }
 
+pub const ADMIN_TOKEN: &str = "e2e-admin-token";
+
 impl Server {
     pub async fn start(db: Db, region: &str) -> Self {
+        Self::start_opts(db, region, false).await
+    }
+
+    /// With `models`, the server has an admin token and a signing key, so models can be
+    /// published through `POST /v1/admin/models`.
+    pub async fn start_opts(db: Db, region: &str, models: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn ServerStore> = match db {
             Db::Sqlite => {
@@ -78,9 +86,15 @@ impl Server {
             data_dir: dir.path().to_owned(),
             enrollment_tokens: vec![ENROLL_TOKEN.into()],
             region: region.into(),
+            admin_token: models.then(|| ADMIN_TOKEN.to_owned()),
             ..Config::default()
         };
-        let state = AppState::new(config, store.clone(), archive, None);
+        let signer = models.then(|| {
+            vitalcore_server::signing::Signer::load_or_create_dev(&dir.path().join("signing.key"))
+                .unwrap()
+                .0
+        });
+        let state = AppState::new(config, store.clone(), archive, signer);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -178,6 +192,12 @@ pub enum Fault {
     CutAfterCommit,
     /// Forward, then send only the first part of the answer.
     CutDuringAnswer,
+    /// Hold the connection open without forwarding (the client waits; for kill tests).
+    StallBeforeForward,
+    /// Forward, let the server commit, then hold the connection without answering.
+    StallAfterCommit,
+    /// Forward, send the first part of the answer, then hold the connection.
+    StallDuringAnswer,
 }
 
 /// A captured request.
@@ -197,6 +217,7 @@ struct ProxyState {
     cycle: Vec<Fault>,
     n: usize,
     captured: Vec<Captured>,
+    stalled: usize,
 }
 
 /// HTTP/1.1 proxy, one request per connection (it answers with `connection: close`).
@@ -243,6 +264,20 @@ impl Proxy {
     pub fn captured(&self) -> Vec<Captured> {
         self.state.lock().unwrap().captured.clone()
     }
+
+    /// Connections held at their stall point so far.
+    pub fn stalled(&self) -> usize {
+        self.state.lock().unwrap().stalled
+    }
+}
+
+/// Marks the connection as held at its stall point and keeps it open until the peer is gone.
+async fn stall(mut conn: TcpStream, st: &Arc<Mutex<ProxyState>>) -> std::io::Result<()> {
+    st.lock().unwrap().stalled += 1;
+    let mut sink = [0u8; 64];
+    // Returns when the client closes or dies (a killed process's sockets are closed by the OS).
+    while conn.read(&mut sink).await? > 0 {}
+    Ok(())
 }
 
 async fn read_head(conn: &mut TcpStream) -> std::io::Result<Option<(String, Vec<u8>)>> {
@@ -354,7 +389,12 @@ async fn handle(
             return conn.shutdown().await;
         }
         Fault::Delay(ms) => tokio::time::sleep(Duration::from_millis(ms)).await,
-        Fault::Pass | Fault::CutAfterCommit | Fault::CutDuringAnswer => {}
+        Fault::StallBeforeForward => return stall(conn, &st).await,
+        Fault::Pass
+        | Fault::CutAfterCommit
+        | Fault::CutDuringAnswer
+        | Fault::StallAfterCommit
+        | Fault::StallDuringAnswer => {}
     }
     let mut up = TcpStream::connect(upstream).await?;
     let head_close = head.trim_end_matches("\r\n\r\n").to_owned() + "\r\nconnection: close\r\n\r\n";
@@ -362,19 +402,25 @@ async fn handle(
     up.write_all(&body).await?;
     let mut resp = Vec::new();
     up.read_to_end(&mut resp).await?;
+    let cut = resp
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|p| p + 4 + 5)
+        .unwrap_or(resp.len() / 2)
+        .min(resp.len().saturating_sub(1));
     match fault {
         Fault::CutAfterCommit => Ok(()),
+        Fault::StallAfterCommit => stall(conn, &st).await,
         Fault::CutDuringAnswer => {
-            let cut = resp
-                .windows(4)
-                .position(|w| w == b"\r\n\r\n")
-                .map(|p| p + 4 + 5)
-                .unwrap_or(resp.len() / 2)
-                .min(resp.len().saturating_sub(1));
             conn.write_all(&resp[..cut]).await?;
             #[allow(deprecated)]
             conn.set_linger(Some(Duration::ZERO))?;
             Ok(())
+        }
+        Fault::StallDuringAnswer => {
+            conn.write_all(&resp[..cut]).await?;
+            conn.flush().await?;
+            stall(conn, &st).await
         }
         _ => {
             conn.write_all(&resp).await?;
@@ -573,7 +619,7 @@ impl Device {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn open(
+pub fn open(
     dir: &std::path::Path,
     key: [u8; 32],
     secret: [u8; 32],

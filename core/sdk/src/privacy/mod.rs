@@ -31,13 +31,14 @@ pub enum PrivacyError {
     Store(#[from] StoreError),
 }
 
-/// What a local purpose means on the wire: `model_training`, `partner_sharing`, or
-/// `research_<study>` (the store's purpose vocabulary is `[a-z0-9_]`, so the study is the
-/// suffix after `research_`).
+/// What a local purpose means on the wire: `model_training`, `partner_sharing`, `research`
+/// (the app's own study, named by the [`AnonymizationPolicy`]) or `research_<study>` (the
+/// store's purpose vocabulary is `[a-z0-9_]`, so the study is the suffix after `research_`).
 pub fn wire_purpose(p: &Purpose) -> Result<(ConsentPurpose, Option<&str>), PrivacyError> {
     match p.as_str() {
         "model_training" => Ok((ConsentPurpose::ModelTraining, None)),
         "partner_sharing" => Ok((ConsentPurpose::PartnerSharing, None)),
+        "research" => Ok((ConsentPurpose::Research, None)),
         s => match s.strip_prefix("research_") {
             Some(study) if !study.is_empty() => Ok((ConsentPurpose::Research, Some(study))),
             _ => Err(PrivacyError::UnknownPurpose),
@@ -305,7 +306,13 @@ mod tests {
             wire_purpose(&p).unwrap(),
             (ConsentPurpose::Research, Some("sleep"))
         );
+        assert_eq!(
+            wire_purpose(&Purpose::new("research").unwrap()).unwrap(),
+            (ConsentPurpose::Research, None)
+        );
         assert!(wire_purpose(&Purpose::care()).is_err());
+        assert!(wire_purpose(&Purpose::new("research_").unwrap()).is_err());
+        assert!(wire_purpose(&Purpose::new("marketing").unwrap()).is_err());
     }
 
     proptest! {

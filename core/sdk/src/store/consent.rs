@@ -5,25 +5,35 @@ use rusqlite::params;
 use super::crypto::Binding;
 use super::error::{Result, StoreError};
 use super::types::{ConsentDecision, Purpose, RecordId, SubjectId};
-use super::{row_id, unauthentic, Store};
+use super::{row_id, unauthentic, Store, WriteTx};
+
+impl WriteTx<'_> {
+    /// Appends a consent decision inside this transaction (for example together with the
+    /// erasure request a withdrawal implies).
+    pub fn record_consent(
+        &mut self,
+        subject: &SubjectId,
+        decision: &ConsentDecision,
+    ) -> Result<()> {
+        let tag = self.store.subject_tag(subject);
+        let id = RecordId::random()?;
+        let row = row_id(&[&id.0, &tag, decision.purpose.as_str().as_bytes()]);
+        let keys = &self.store.keys;
+        let body = keys
+            .meta
+            .seal(&keys.rng, binding(&row), &decision.encode())
+            .map_err(|_| StoreError::Random)?;
+        self.tx
+            .prepare_cached("INSERT INTO consent_events (id, subject_tag, purpose, body) VALUES (?1, ?2, ?3, ?4)")?
+            .execute(params![&id.0[..], tag, decision.purpose.as_str(), body])?;
+        Ok(())
+    }
+}
 
 impl Store {
     /// Appends a consent decision; the latest decision per purpose is the current state.
     pub fn record_consent(&self, subject: &SubjectId, decision: &ConsentDecision) -> Result<()> {
-        let tag = self.subject_tag(subject);
-        self.write(|tx| {
-            let id = RecordId::random()?;
-            let row = row_id(&[&id.0, &tag, decision.purpose.as_str().as_bytes()]);
-            let keys = &self.keys;
-            let body = keys
-                .meta
-                .seal(&keys.rng, binding(&row), &decision.encode())
-                .map_err(|_| StoreError::Random)?;
-            tx.tx
-                .prepare_cached("INSERT INTO consent_events (id, subject_tag, purpose, body) VALUES (?1, ?2, ?3, ?4)")?
-                .execute(params![&id.0[..], tag, decision.purpose.as_str(), body])?;
-            Ok(())
-        })
+        self.write(|tx| tx.record_consent(subject, decision))
     }
 
     /// Every decision of the subject, oldest first, optionally for one purpose.

@@ -14,7 +14,8 @@ use super::Store;
 
 impl Store {
     /// Erases everything of a subject: checks, raw windows, labels, pending uploads, and every
-    /// data key of the subject. Consent history is kept as the record of the request.
+    /// data key of the subject, including its pseudonym secret. Consent history is kept as
+    /// the record of the request.
     pub fn erase_subject(&self, subject: &SubjectId) -> Result<ErasureReport> {
         let tag = self.subject_tag(subject);
         let (mut report, ids) = self.write(|tx| {
@@ -29,9 +30,15 @@ impl Store {
             rows += tx
                 .tx
                 .execute("DELETE FROM outbox WHERE subject_tag = ?1", [&tag])?;
-            let keys = tx
+            let mut keys = tx
                 .tx
                 .execute("DELETE FROM data_keys WHERE subject_tag = ?1", [&tag])?;
+            // The pseudonym secret goes too: pseudonyms made after the erasure cannot be
+            // linked to the ones the server knew.
+            keys += tx.tx.execute(
+                "DELETE FROM pseudonym_secrets WHERE subject_tag = ?1",
+                [&tag],
+            )?;
             tx.audit(AuditAction::Erase, "subject", rows as u64)?;
             Ok((
                 ErasureReport {

@@ -27,6 +27,7 @@ mod error;
 mod models;
 mod outbox;
 mod schema;
+mod sync_state;
 mod types;
 
 use std::collections::{HashMap, HashSet};
@@ -41,6 +42,7 @@ pub use checks::{HistoryQuery, SavedCheck};
 pub use codec::DecodeError;
 pub use error::{Result, StoreError};
 pub use schema::SCHEMA_VERSION;
+pub use sync_state::{PendingErasure, SyncMeta};
 pub use types::*;
 
 use crate::keys::{KeyProvider, RootKey};

@@ -14,10 +14,16 @@ use std::time::Duration;
 use flate2::write::GzEncoder;
 use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::StatusCode;
-use vitalcore_protocol::{BatchAck, ErasureReceipt, ErasureRequest, SyncBatch, BATCH_SCHEMA};
+use vitalcore_protocol::{
+    BatchAck, EnrollRequest, EnrollResponse, ErasureReceipt, ErasureRequest, SyncBatch,
+    BATCH_SCHEMA,
+};
 
 use crate::privacy::{self, Anonymizer, PrivacyError};
 use crate::store::{OutboxRecord, Purpose, RecordId, Store, StoreError, SubjectId};
+
+mod models;
+pub use models::ModelPoll;
 
 /// Why a sync run stopped.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +57,18 @@ pub enum SyncError {
     /// The configuration cannot work.
     #[error("invalid sync configuration: {0}")]
     Config(&'static str),
+    /// No sync endpoint (or no region) is configured, so nothing can be sent.
+    #[error("no sync endpoint and region are configured")]
+    NoEndpoint,
+    /// The device holds no credential and no enrollment token was given to obtain one.
+    #[error("the device is not enrolled and no enrollment token is configured")]
+    NotEnrolled,
+    /// The app's Wi-Fi-only or charging-only policy holds network use right now.
+    #[error("held by the Wi-Fi / charging policy")]
+    HeldByPolicy,
+    /// The server has no model by this name for this device.
+    #[error("no model by this name is published for this device")]
+    ModelNotFound,
 }
 
 /// Sync settings; every default is in the setter's doc.
@@ -241,12 +259,8 @@ impl SyncClient {
         }
     }
 
-    /// Uploads everything due now: first batches left in flight by an earlier run (same key),
-    /// then new batches. Returns what happened; a batch that could not get through keeps its
-    /// key and rows for the next run.
-    pub async fn sync_now(&self) -> Result<SyncReport, SyncError> {
-        let _one_run = self.run.lock().await;
-        let mut report = SyncReport::default();
+    /// Whether the Wi-Fi / charging policy allows network use under the reported conditions.
+    pub fn policy_allows(&self) -> bool {
         let c = self
             .conditions
             .lock()
@@ -255,12 +269,27 @@ impl SyncClient {
                 wifi: false,
                 charging: false,
             });
-        if (self.config.wifi_only && !c.wifi) || (self.config.charging_only && !c.charging) {
+        (c.wifi || !self.config.wifi_only) && (c.charging || !self.config.charging_only)
+    }
+
+    /// Uploads everything due now: first batches left in flight by an earlier run (same key),
+    /// then new batches. Returns what happened; a batch that could not get through keeps its
+    /// key and rows for the next run.
+    pub async fn sync_now(&self) -> Result<SyncReport, SyncError> {
+        self.sync_purposes(&self.config.purposes).await
+    }
+
+    /// [`SyncClient::sync_now`] for the purposes in `candidates` instead of the configured ones
+    /// (still only those with current consent).
+    pub async fn sync_purposes(&self, candidates: &[Purpose]) -> Result<SyncReport, SyncError> {
+        let _one_run = self.run.lock().await;
+        let mut report = SyncReport::default();
+        if !self.policy_allows() {
             report.held_by_policy = true;
             return Ok(report);
         }
         self.verify_region().await?;
-        let consented = privacy::consented(&self.store, &self.subject, &self.config.purposes)?;
+        let consented = privacy::consented(&self.store, &self.subject, candidates)?;
 
         for (batch, rows) in self.store.outbox_in_flight()? {
             if rows.iter().any(|r| !consented.contains(&r.purpose)) {
@@ -523,10 +552,23 @@ impl SyncClient {
         self.request_erasure(purpose).await.map(Some)
     }
 
+    /// The subject's pseudonym for `purpose`, as the server knows it.
+    pub fn pseudonym(&self, purpose: &Purpose) -> String {
+        self.anonymizer.pseudonym(&self.subject, purpose)
+    }
+
     /// `POST /v1/erasure` for this subject's pseudonym under `purpose`.
     pub async fn request_erasure(&self, purpose: &Purpose) -> Result<ErasureReceipt, SyncError> {
+        self.send_erasure(&self.pseudonym(purpose)).await
+    }
+
+    /// `POST /v1/erasure` for a pseudonym computed earlier (kept while the device was offline,
+    /// possibly under a pseudonym secret that was shredded since).
+    pub async fn send_erasure(&self, pseudonym: &str) -> Result<ErasureReceipt, SyncError> {
+        // A pseudonym goes only to the endpoint of the device's own region.
+        self.verify_region().await?;
         let req = ErasureRequest {
-            subject: self.anonymizer.pseudonym(&self.subject, purpose),
+            subject: pseudonym.to_owned(),
         };
         let url = format!("{}/v1/erasure", self.config.endpoint);
         for attempt in 0..self.config.max_attempts {
@@ -558,6 +600,41 @@ impl SyncClient {
         Err(SyncError::Unavailable {
             retry_after_ms: self.config.max_backoff.as_millis() as u64,
         })
+    }
+}
+
+/// Obtains a device credential from `POST /v1/enroll` with the app's enrollment token.
+/// The token and the credential never appear in errors.
+pub async fn enroll(endpoint: &str, token: &str, timeout: Duration) -> Result<String, SyncError> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .build()
+        .map_err(|_| SyncError::Config("http client"))?;
+    let body = serde_json::to_vec(&EnrollRequest {
+        enrollment_token: token.to_owned(),
+    })
+    .map_err(|_| SyncError::Config("enrollment encoding"))?;
+    let resp = http
+        .post(format!("{}/v1/enroll", endpoint.trim_end_matches('/')))
+        .header(CONTENT_TYPE, "application/json")
+        .body(body)
+        .send()
+        .await
+        .map_err(|_| SyncError::Network("endpoint unreachable".into()))?;
+    match resp.status() {
+        s if s.is_success() => read_json::<EnrollResponse>(resp)
+            .await
+            .map(|r| r.credential)
+            .ok_or_else(|| SyncError::Network("enrollment answer unreadable".into())),
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(SyncError::Unauthorized),
+        s if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS => {
+            Err(SyncError::Unavailable {
+                retry_after_ms: retry_after_secs(resp.headers()).unwrap_or(1) * 1000,
+            })
+        }
+        _ => Err(SyncError::Network("enrollment refused".into())),
     }
 }
 
