@@ -106,11 +106,12 @@ bindings-gen: ffi-lib
 
 # The Python wheel exactly as `pip install ./bindings` builds it (maturin, uniffi), plus the
 # test-only exports; installed into a private directory, not into the project venv.
-test-bindings-python: data
+test-bindings-python: data server-bin
 	rm -rf target/wheels-test target/py-test
 	$(VENV)/bin/maturin build --quiet -m bindings/Cargo.toml --features testing --profile dev -o target/wheels-test
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --target target/py-test target/wheels-test/*.whl
-	cd bindings/python/tests && PYTHONPATH=$(CURDIR)/target/py-test $(CURDIR)/$(PY) -m pytest -q -p no:cacheprovider .
+	cd bindings/python/tests && PYTHONPATH=$(CURDIR)/target/py-test VITALCORE_SERVER_BIN=$(CURDIR)/$(SERVER_BIN) \
+	  $(CURDIR)/$(PY) -m pytest -q -p no:cacheprovider .
 
 test-kotlin: bindings-gen server-bin data
 	$(MVN) test
