@@ -12,6 +12,7 @@ CARGO     ?= cargo
 export VITALCORE_CACHE := $(CURDIR)/$(CACHE)
 export VITALCORE_PYTHON := $(CURDIR)/$(PY)
 
+.PHONY: test-models
 .PHONY: ffi-lib server-bin bindings-gen test-bindings test-bindings-python test-kotlin test-swift-gen bench-bindings
 .PHONY: help demo test test-rust test-python lint fmt venv data bench clean services test-deploy
 
@@ -47,6 +48,20 @@ services:
 test-deploy: $(VENV)/.stamp
 	$(VENV)/bin/cfn-lint backend/deploy/template.yaml
 
+# ONNX test models for the inference tests and benchmarks (pinned scikit-learn + skl2onnx), and
+# the ONNX Runtime library from the pinned onnxruntime wheel that parity tests compare with.
+$(CACHE)/models/.stamp: $(VENV)/.stamp models/scripts/make_test_models.py
+	$(PY) models/scripts/make_test_models.py --out $(CACHE)/models
+	touch $@
+
+data: $(CACHE)/models/.stamp
+
+# tract builds an error value per tree-ensemble leaf it visits: with RUST_BACKTRACE=1 each
+# would capture a backtrace, making tree-model tests ~100x slower. Panics keep theirs.
+export RUST_LIB_BACKTRACE ?= 0
+
+export ORT_DYLIB_PATH ?= $(CURDIR)/$(VENV)/lib/python3.11/site-packages/onnxruntime/capi/libonnxruntime.so.1.32.0
+
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --all-features --locked -- -D warnings
@@ -60,7 +75,7 @@ test-rust: data services
 test-python: data
 	$(PY) -m pytest -q scripts/tests
 
-test: lint test-rust test-python test-deploy test-bindings
+test: lint test-rust test-python test-deploy test-bindings test-models
 	@echo "make test: all suites passed"
 
 demo: data
@@ -126,3 +141,10 @@ test-bindings: test-bindings-python test-kotlin test-swift-gen
 bench-bindings: data
 	bash bindings/bench.sh
 
+# --- Training pipeline (models/) ---------------------------------------------------------
+# The trainer against real vitalcore-server processes. The server is built with the same
+# package selection and features as test-rust, so after it this is a link step, not a rebuild.
+test-models: venv
+	$(CARGO) build --workspace --all-features --locked --bin vitalcore-server
+	VITALCORE_SERVER_BIN=$(CURDIR)/target/debug/vitalcore-server PYTHONPATH=$(CURDIR)/models \
+	  $(PY) -m pytest -q -p no:cacheprovider models/tests

@@ -732,3 +732,73 @@ async fn model_poll_uses_etag_and_downloads_the_artifact() {
         Err(EngineError::Sync(SyncError::Config(_)))
     ));
 }
+
+/// Laplace noise on a chosen feature, an epsilon budget spent once per uploaded record (not
+/// per attempt: the batch is cut after the server committed it and re-sent byte-identical),
+/// a typed refusal when spent, and the spent budget kept across a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_dp_budget_is_spent_once_per_record_and_survives_reopen() {
+    use vitalcore::privacy::{LocalDp, PrivacyError};
+    let server = Server::start(Db::Sqlite, "eu").await;
+    let proxy = Proxy::start(server.addr).await;
+    proxy.plan(&[Fault::CutAfterCommit]);
+    let dir = tempfile::tempdir().unwrap();
+    // Each record spends 1.0 of 2.5: two records fit.
+    let dp = LocalDp::new(2.5)
+        .unwrap()
+        .feature("hr_mean", 30.0, 230.0, 1.0)
+        .unwrap();
+    let options = fast().local_dp(dp);
+    let recs = recordings();
+    let ids = {
+        let engine = open_engine(dir.path(), 10, &proxy.url(), options.clone());
+        engine.grant_consent("research", "v1").unwrap();
+        let ids = run_checks(&engine, &recs[..3], 0);
+        assert!(matches!(
+            engine.sync_now().await,
+            Err(EngineError::Sync(SyncError::Privacy(
+                PrivacyError::BudgetExhausted
+            )))
+        ));
+        ids
+    };
+    let on_server = server.records(ConsentPurpose::Research).await;
+    assert_eq!(on_server.len(), 2, "two records fit the budget");
+    assert_eq!(
+        server.counts().await.batches,
+        1,
+        "the cut batch was replayed, not re-stored"
+    );
+    let st = store(dir.path());
+    assert_eq!(
+        st.outbox_counts().unwrap(),
+        (1, 0),
+        "the third waits on the device"
+    );
+    let subject = vitalcore::store::SubjectId::new(canary_subject(10)).unwrap();
+    let research = vitalcore::store::Purpose::new("research").unwrap();
+    assert_eq!(st.epsilon_spent(&subject, &research).unwrap(), 2.0);
+
+    let engine = open_engine(dir.path(), 10, &proxy.url(), options);
+    for id in &ids[..2] {
+        let local = engine.check(id).unwrap().unwrap();
+        let r = on_server
+            .iter()
+            .find(|r| r.features.get("rmssd") == local.features.get("rmssd"))
+            .expect("record on the server");
+        assert_ne!(r.features["hr_mean"], local.features["hr_mean"], "noised");
+        let mut others = r.features.clone();
+        others.remove("hr_mean");
+        let mut want = allowed(&local.features);
+        want.remove("hr_mean");
+        assert_eq!(others, want, "only the chosen feature is noised");
+    }
+    assert!(matches!(
+        engine.sync_now().await,
+        Err(EngineError::Sync(SyncError::Privacy(
+            PrivacyError::BudgetExhausted
+        )))
+    ));
+    assert_eq!(server.records(ConsentPurpose::Research).await.len(), 2);
+    assert_eq!(st.epsilon_spent(&subject, &research).unwrap(), 2.0);
+}

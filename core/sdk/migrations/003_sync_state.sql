@@ -23,3 +23,14 @@ CREATE TABLE pending_erasures (
     created_ms INTEGER NOT NULL,      -- PLAINTEXT: when the user asked
     body       BLOB NOT NULL          -- sealed pseudonym whose server data is to be erased
 ) STRICT;
+
+-- Local differential privacy accounting: the privacy loss (epsilon) charged for each record
+-- uploaded with noised features, so the per-subject, per-purpose budget survives restarts.
+-- Charges are kept after the record left the outbox: privacy loss does not expire.
+CREATE TABLE ldp_charges (
+    record_id   BLOB PRIMARY KEY, -- PLAINTEXT: random id of the outbox record charged (charged once, however often it is sent)
+    subject_tag BLOB NOT NULL,    -- HMAC tag of the subject id
+    purpose     TEXT NOT NULL,    -- PLAINTEXT: purpose whose budget was charged
+    epsilon     REAL NOT NULL     -- PLAINTEXT: the policy's per-record epsilon, a configuration constant
+) STRICT;
+CREATE INDEX ldp_by_subject ON ldp_charges (subject_tag, purpose);

@@ -33,6 +33,7 @@ pub struct Config {
     subject: String,
     outbox_purpose: String,
     capture_queue: usize,
+    builtin_model: bool,
 }
 
 impl Config {
@@ -50,6 +51,7 @@ impl Config {
             subject: "local".to_owned(),
             outbox_purpose: "research".to_owned(),
             capture_queue: 4,
+            builtin_model: true,
         }
     }
 
@@ -113,6 +115,19 @@ impl Config {
     pub fn capture_queue(mut self, windows: usize) -> Self {
         self.capture_queue = windows.max(1);
         self
+    }
+
+    /// Whether the default model bundled with the SDK (`rhythm-ppg`, see `models/rhythm-ppg.md`)
+    /// serves rhythm checks until a newer signed update is installed. Default: `true`. With
+    /// `false`, checks report no model until [`crate::Vitalcore::install_model`] succeeds.
+    pub fn builtin_model(mut self, on: bool) -> Self {
+        self.builtin_model = on;
+        self
+    }
+
+    /// See [`Config::builtin_model`].
+    pub fn get_builtin_model(&self) -> bool {
+        self.builtin_model
     }
 
     /// Data directory.

@@ -33,6 +33,7 @@ pub(crate) struct Inner {
     /// Consent, sync and user-rights state (`user.rs`).
     pub user: crate::user::UserState,
     predictor: RwLock<Option<Arc<dyn Predictor>>>,
+    pub models: Arc<crate::models::ModelRegistry>,
     life: Mutex<Life>,
     idle: Condvar,
     interrupts: AtomicU64,
@@ -107,7 +108,8 @@ impl Inner {
 
 impl Vitalcore {
     /// Opens the engine: creates the data directory if needed, opens (or creates) the
-    /// encrypted store with the key from `keys`, and loads nothing else. No network, no thread.
+    /// encrypted store with the key from `keys`, and activates the model (an installed update cached
+    /// in the data directory, else the bundled default). No network, no thread.
     ///
     /// Errors: [`EngineError::InvalidConfig`], or the store's errors (wrong key, corrupt file
     /// moved aside, schema too new...).
@@ -122,6 +124,10 @@ impl Vitalcore {
             StoreConfig::new(config.store_path()).raw_retention(config.get_raw_retention()),
             keys,
         )?;
+        let models = crate::models_engine::open_registry(&config)?;
+        let predictor: Arc<dyn Predictor> = Arc::new(crate::models_engine::RegistryPredictor {
+            registry: Arc::clone(&models),
+        });
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
@@ -129,7 +135,8 @@ impl Vitalcore {
                 subject,
                 purpose,
                 user: crate::user::UserState::default(),
-                predictor: RwLock::new(None),
+                predictor: RwLock::new(Some(predictor)),
+                models,
                 life: Mutex::new(Life::default()),
                 idle: Condvar::new(),
                 interrupts: AtomicU64::new(0),

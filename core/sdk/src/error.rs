@@ -110,6 +110,10 @@ pub enum EngineError {
     /// The model failed to run on the features.
     #[error("inference: {0}")]
     Inference(String),
+    /// A model bundle was refused (the previous model keeps serving), or the model cache
+    /// could not be read or written.
+    #[error("model: {0}")]
+    Model(#[from] crate::models::ModelError),
     /// A sample batch was refused; the session is intact.
     #[error("batch refused: {0}")]
     Batch(#[from] BatchError),

@@ -4,6 +4,9 @@
 //! `models` (signed bundles), then the engine, privacy and sync.
 #![warn(missing_docs)]
 
+pub mod inference;
+pub mod models;
+
 pub use vitalcore_signal as signal;
 
 pub mod keys;
@@ -17,6 +20,7 @@ mod engine;
 pub mod error;
 pub mod history;
 mod kind;
+mod models_engine;
 mod prediction;
 pub mod session;
 mod user;
@@ -28,6 +32,7 @@ pub use engine::Vitalcore;
 pub use error::{BatchError, EngineError};
 pub use history::{Label, RawSamples, StoredCheck, Timings};
 pub use kind::{CheckKind, KindSpec};
+pub use models_engine::ModelInfo;
 pub use prediction::{PredictionOutcome, QualityReport};
 pub use session::{CheckResult, CheckSession};
 pub use user::{

@@ -48,7 +48,7 @@ use serde::{Deserialize, Serialize};
 use crate::engine::{lock, Vitalcore};
 use crate::error::{EngineError, Result};
 use crate::history::StoredCheck;
-use crate::privacy::{self, AnonymizationPolicy, Anonymizer, PrivacyError};
+use crate::privacy::{self, AnonymizationPolicy, Anonymizer, LocalDp, PrivacyError};
 use crate::store::{ConsentDecision, Purpose, SyncMeta};
 use crate::sync::{DeviceConditions, ModelPoll, SyncClient, SyncConfig, SyncError, SyncReport};
 
@@ -71,6 +71,7 @@ pub struct SyncOptions {
     base_backoff: Duration,
     max_backoff: Duration,
     timeout: Duration,
+    local_dp: Option<LocalDp>,
 }
 
 impl std::fmt::Debug for SyncOptions {
@@ -106,7 +107,15 @@ impl SyncOptions {
             base_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(60),
             timeout: Duration::from_secs(30),
+            local_dp: None,
         }
+    }
+
+    /// Laplace noise on chosen features with an epsilon budget per purpose, persisted in the
+    /// store (see [`LocalDp`]). Default: none.
+    pub fn local_dp(mut self, dp: LocalDp) -> Self {
+        self.local_dp = Some(dp);
+        self
     }
 
     /// The app's enrollment token, exchanged once for a device credential that is kept sealed
@@ -577,11 +586,12 @@ impl Vitalcore {
             None => self.inner.store.pseudonym_secret(&self.inner.subject)?,
             Some(_) => throwaway_secret()?,
         };
-        let anonymizer = Anonymizer::new(
-            secret,
-            AnonymizationPolicy::new(o.study.clone())
-                .time_granularity_secs(o.time_granularity_secs),
-        );
+        let mut policy = AnonymizationPolicy::new(o.study.clone())
+            .time_granularity_secs(o.time_granularity_secs);
+        if let Some(dp) = &o.local_dp {
+            policy = policy.local_dp(dp.clone());
+        }
+        let anonymizer = Anonymizer::new(secret, policy);
         let config = SyncConfig::new(endpoint, region, credential, Vec::new())
             .max_records(o.max_records)
             .max_attempts(attempts.unwrap_or(o.max_attempts))

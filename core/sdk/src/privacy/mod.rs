@@ -26,6 +26,13 @@ pub enum PrivacyError {
     /// The purpose name has no wire purpose.
     #[error("purpose has no upload meaning")]
     UnknownPurpose,
+    /// The local differential privacy budget of the purpose is spent: its records stay on the
+    /// device.
+    #[error("the local differential privacy budget of this purpose is spent")]
+    BudgetExhausted,
+    /// A local differential privacy setting is unusable; names it.
+    #[error("invalid local differential privacy setting: {0}")]
+    InvalidDp(&'static str),
     /// The local store failed.
     #[error("store: {0}")]
     Store(#[from] StoreError),
@@ -61,12 +68,98 @@ pub fn consented(
     Ok(out)
 }
 
-/// Generalization rules. Defaults: the feature set v1 names, timestamps to the hour.
+/// Laplace noise for one feature: the value is clamped to `lo..=hi`, then noise of scale
+/// `(hi - lo) / epsilon` is added, which makes the released value `epsilon`-differentially
+/// private on its own.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DpFeature {
+    /// Lower clamp.
+    pub lo: f64,
+    /// Upper clamp.
+    pub hi: f64,
+    /// Privacy loss of releasing this feature once.
+    pub epsilon: f64,
+}
+
+/// Local differential privacy on chosen features, with a budget per subject and purpose that
+/// the store persists: every uploaded record spends [`LocalDp::record_epsilon`], once, however
+/// often it is re-sent. When the next record would exceed the budget it stays on the device
+/// and sync fails with [`PrivacyError::BudgetExhausted`].
+///
+/// The noise of a record is drawn from a keyed pseudo-random function of the record (the
+/// device's pseudonym key, which never leaves it), so a re-sent batch is byte-identical (the
+/// server refuses a different body under the same idempotency key) and repeating a record
+/// never reveals fresh noise to average out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LocalDp {
+    features: BTreeMap<String, DpFeature>,
+    budget: f64,
+}
+
+impl LocalDp {
+    /// No noised feature yet; `budget` is the total epsilon a subject may spend per purpose.
+    pub fn new(budget: f64) -> Result<Self, PrivacyError> {
+        if !(budget.is_finite() && budget > 0.0) {
+            return Err(PrivacyError::InvalidDp("budget must be finite and > 0"));
+        }
+        Ok(Self {
+            features: BTreeMap::new(),
+            budget,
+        })
+    }
+
+    /// Adds Laplace noise to feature `name` (clamped to `lo..=hi`) at `epsilon`.
+    pub fn feature(
+        mut self,
+        name: impl Into<String>,
+        lo: f64,
+        hi: f64,
+        epsilon: f64,
+    ) -> Result<Self, PrivacyError> {
+        if !(lo.is_finite() && hi.is_finite() && lo < hi) {
+            return Err(PrivacyError::InvalidDp(
+                "clamp bounds must be finite with lo < hi",
+            ));
+        }
+        if !(epsilon.is_finite() && epsilon > 0.0) {
+            return Err(PrivacyError::InvalidDp("epsilon must be finite and > 0"));
+        }
+        self.features
+            .insert(name.into(), DpFeature { lo, hi, epsilon });
+        Ok(self)
+    }
+
+    /// Privacy loss of one uploaded record: the sum over the noised features (basic
+    /// composition).
+    pub fn record_epsilon(&self) -> f64 {
+        self.features.values().map(|f| f.epsilon).sum()
+    }
+
+    /// Total epsilon per subject and purpose.
+    pub fn budget(&self) -> f64 {
+        self.budget
+    }
+
+    /// The noised features.
+    pub fn features(&self) -> &BTreeMap<String, DpFeature> {
+        &self.features
+    }
+}
+
+/// Laplace(0, `scale`) from a uniform `u` in `(0, 1)` by the inverse CDF.
+pub fn laplace(u: f64, scale: f64) -> f64 {
+    let p = u - 0.5;
+    -scale * p.signum() * (1.0 - 2.0 * p.abs()).ln()
+}
+
+/// Generalization rules. Defaults: the feature set v1 names, timestamps to the hour, no
+/// differential privacy.
 #[derive(Debug, Clone)]
 pub struct AnonymizationPolicy {
     allowed_features: BTreeSet<String>,
     time_granularity_secs: i64,
     study: String,
+    local_dp: Option<LocalDp>,
 }
 
 impl AnonymizationPolicy {
@@ -80,7 +173,14 @@ impl AnonymizationPolicy {
                 .collect(),
             time_granularity_secs: 3600,
             study: study.into(),
+            local_dp: None,
         }
+    }
+
+    /// Adds local differential privacy (see [`LocalDp`]). Default: none.
+    pub fn local_dp(mut self, dp: LocalDp) -> Self {
+        self.local_dp = Some(dp);
+        self
     }
 
     /// Replaces the feature allow-list.
@@ -164,6 +264,23 @@ impl Anonymizer {
         hex::encode(&ctx.sign().as_ref()[..16])
     }
 
+    /// The local differential privacy in force, if any.
+    pub fn local_dp(&self) -> Option<&LocalDp> {
+        self.policy.local_dp.as_ref()
+    }
+
+    /// A uniform number in `(0, 1)`, a keyed function of `parts`.
+    fn unit(&self, parts: &[&[u8]]) -> f64 {
+        let mut ctx = hmac::Context::with_key(&self.key);
+        for p in parts {
+            ctx.update(&(p.len() as u64).to_be_bytes());
+            ctx.update(p);
+        }
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&ctx.sign().as_ref()[..8]);
+        ((u64::from_be_bytes(b) >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    }
+
     /// Pseudonymous subject id for one purpose.
     pub fn pseudonym(&self, subject: &SubjectId, purpose: &Purpose) -> String {
         self.tag(&[
@@ -185,11 +302,24 @@ impl Anonymizer {
         let (_, study) = wire_purpose(purpose)?;
         let local: LocalRecord =
             serde_json::from_slice(payload).map_err(|_| PrivacyError::MalformedRecord)?;
-        let features: BTreeMap<String, f64> = local
+        let mut features: BTreeMap<String, f64> = local
             .features
             .into_iter()
             .filter(|(k, v)| self.policy.allowed_features.contains(k) && v.is_finite())
             .collect();
+        if let Some(dp) = &self.policy.local_dp {
+            for (name, f) in &dp.features {
+                if let Some(v) = features.get_mut(name) {
+                    let u = self.unit(&[
+                        b"ldp",
+                        purpose.as_str().as_bytes(),
+                        local_id,
+                        name.as_bytes(),
+                    ]);
+                    *v = v.clamp(f.lo, f.hi) + laplace(u, (f.hi - f.lo) / f.epsilon);
+                }
+            }
+        }
         if features.is_empty() {
             return Err(PrivacyError::NoFeatures);
         }
@@ -313,6 +443,70 @@ mod tests {
         assert!(wire_purpose(&Purpose::care()).is_err());
         assert!(wire_purpose(&Purpose::new("research_").unwrap()).is_err());
         assert!(wire_purpose(&Purpose::new("marketing").unwrap()).is_err());
+    }
+
+    #[test]
+    fn laplace_noise_is_deterministic_per_record_and_has_the_laplace_spread() {
+        let dp = LocalDp::new(10.0)
+            .unwrap()
+            .feature("hr_mean", 30.0, 230.0, 1.0)
+            .unwrap();
+        let a = Anonymizer::new(
+            Zeroizing::new([7u8; 32]),
+            AnonymizationPolicy::new("s").local_dp(dp.clone()),
+        );
+        let s = SubjectId::new("s").unwrap();
+        let p = Purpose::new("model_training").unwrap();
+        let payload =
+            br#"{"kind":"ppg","feature_set":"v1","day":20000,"features":{"hr_mean":60.0,"rmssd":40.0}}"#;
+        let r1 = a.anonymize(&s, &p, b"row-1", payload).unwrap();
+        assert_eq!(r1, a.anonymize(&s, &p, b"row-1", payload).unwrap());
+        assert_eq!(
+            r1.features["rmssd"], 40.0,
+            "only chosen features are noised"
+        );
+        // Over many records the noise of scale b = 200 has mean ~0 and mean |x| ~ b.
+        let n = 4000;
+        let noise: Vec<f64> = (0..n)
+            .map(|i: u32| {
+                a.anonymize(&s, &p, &i.to_be_bytes(), payload)
+                    .unwrap()
+                    .features["hr_mean"]
+                    - 60.0
+            })
+            .collect();
+        let mean = noise.iter().sum::<f64>() / n as f64;
+        let mad = noise.iter().map(|x| x.abs()).sum::<f64>() / n as f64;
+        assert!(mean.abs() < 15.0, "mean {mean}");
+        assert!((mad - 200.0).abs() < 15.0, "mean |noise| {mad}");
+        assert_eq!(dp.record_epsilon(), 1.0);
+        assert!(LocalDp::new(0.0).is_err());
+        assert!(LocalDp::new(1.0)
+            .unwrap()
+            .feature("hr", 5.0, 5.0, 1.0)
+            .is_err());
+        assert!(LocalDp::new(1.0)
+            .unwrap()
+            .feature("hr", 0.0, 5.0, f64::NAN)
+            .is_err());
+    }
+
+    #[test]
+    fn values_are_clamped_before_noise() {
+        // With a huge epsilon the noise vanishes and the clamp shows.
+        let dp = LocalDp::new(1e9)
+            .unwrap()
+            .feature("hr_mean", 40.0, 180.0, 1e9)
+            .unwrap();
+        let a = Anonymizer::new(
+            Zeroizing::new([1u8; 32]),
+            AnonymizationPolicy::new("s").local_dp(dp),
+        );
+        let s = SubjectId::new("s").unwrap();
+        let p = Purpose::new("model_training").unwrap();
+        let payload = br#"{"kind":"ppg","feature_set":"v1","day":1,"features":{"hr_mean":250.0}}"#;
+        let r = a.anonymize(&s, &p, b"r", payload).unwrap();
+        assert!((r.features["hr_mean"] - 180.0).abs() < 1e-3);
     }
 
     proptest! {

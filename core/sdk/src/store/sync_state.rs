@@ -225,3 +225,160 @@ impl Store {
         })
     }
 }
+
+impl Store {
+    /// Privacy loss already charged to `(subject, purpose)`.
+    pub fn epsilon_spent(&self, subject: &SubjectId, purpose: &super::Purpose) -> Result<f64> {
+        let tag = self.subject_tag(subject);
+        self.read(|c| {
+            Ok(c.prepare_cached(
+                "SELECT coalesce(sum(epsilon), 0.0) FROM ldp_charges WHERE subject_tag = ?1 AND purpose = ?2",
+            )?
+            .query_row(params![tag, purpose.as_str()], |r| r.get(0))?)
+        })
+    }
+
+    /// Charges `epsilon` to `(subject, purpose)` for each record of `ids` not charged before,
+    /// in order, as long as the total stays within `budget`, all in one transaction. Returns
+    /// the records that may be uploaded (charged now or earlier) and whether any was refused
+    /// because the budget is spent.
+    pub fn charge_epsilon(
+        &self,
+        subject: &SubjectId,
+        purpose: &super::Purpose,
+        ids: &[RecordId],
+        epsilon: f64,
+        budget: f64,
+    ) -> Result<(Vec<RecordId>, bool)> {
+        if !(epsilon.is_finite() && epsilon > 0.0 && budget.is_finite()) {
+            return Err(StoreError::InvalidInput(
+                "epsilon and budget must be finite, epsilon > 0",
+            ));
+        }
+        let tag = self.subject_tag(subject);
+        self.write(|tx| {
+            let mut spent: f64 = tx
+                .tx
+                .prepare_cached(
+                    "SELECT coalesce(sum(epsilon), 0.0) FROM ldp_charges WHERE subject_tag = ?1 AND purpose = ?2",
+                )?
+                .query_row(params![tag, purpose.as_str()], |r| r.get(0))?;
+            let mut ok = Vec::with_capacity(ids.len());
+            let mut refused = false;
+            for id in ids {
+                let charged: bool = tx
+                    .tx
+                    .prepare_cached("SELECT count(*) FROM ldp_charges WHERE record_id = ?1")?
+                    .query_row([&id.0[..]], |r| r.get::<_, i64>(0))?
+                    > 0;
+                if charged {
+                    ok.push(*id);
+                    continue;
+                }
+                // A relative slack so that budget = k * epsilon admits exactly k records.
+                if spent + epsilon > budget * (1.0 + 1e-9) {
+                    refused = true;
+                    continue;
+                }
+                tx.tx
+                    .prepare_cached(
+                        "INSERT INTO ldp_charges (record_id, subject_tag, purpose, epsilon) VALUES (?1, ?2, ?3, ?4)",
+                    )?
+                    .execute(params![&id.0[..], tag, purpose.as_str(), epsilon])?;
+                spent += epsilon;
+                ok.push(*id);
+            }
+            Ok((ok, refused))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::keys::InMemoryKeyProvider;
+    use crate::store::{Purpose, StoreConfig};
+
+    fn open(dir: &std::path::Path) -> Store {
+        Store::open(
+            StoreConfig::new(dir.join("s.db")),
+            &InMemoryKeyProvider::new([9; 32]),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn secrets_and_requests_persist_sealed_and_the_secret_dies_with_the_subject() {
+        let dir = tempfile::tempdir().unwrap();
+        let who = SubjectId::new("subject-a").unwrap();
+        let pseudonym = "f00dfeedcafebeef0123456789abcdef";
+        let (secret, id) = {
+            let s = open(dir.path());
+            assert!(s.existing_pseudonym_secret(&who).unwrap().is_none());
+            let secret = s.pseudonym_secret(&who).unwrap();
+            s.set_sync_meta(SyncMeta::Credential, b"vcd_credential-canary")
+                .unwrap();
+            let id = s.queue_erasure(pseudonym).unwrap();
+            s.checkpoint().unwrap();
+            (secret, id)
+        };
+        let file = std::fs::read(dir.path().join("s.db")).unwrap();
+        for needle in [pseudonym.as_bytes(), b"credential-canary", &secret[..]] {
+            assert!(
+                !file.windows(needle.len()).any(|w| w == needle),
+                "plaintext in the store file"
+            );
+        }
+        let s = open(dir.path());
+        assert_eq!(
+            s.pseudonym_secret(&who).unwrap(),
+            secret,
+            "stable across reopen"
+        );
+        assert_eq!(
+            s.sync_meta(SyncMeta::Credential)
+                .unwrap()
+                .unwrap()
+                .as_slice(),
+            b"vcd_credential-canary"
+        );
+        let pending = s.pending_erasures().unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(
+            (pending[0].id, pending[0].pseudonym.as_str()),
+            (id, pseudonym)
+        );
+        assert!(!format!("{pending:?}").contains(pseudonym));
+        assert!(s.erasure_delivered(&id).unwrap());
+        assert!(s.pending_erasures().unwrap().is_empty());
+
+        let report = s.erase_subject(&who).unwrap();
+        assert!(report.keys_destroyed >= 1);
+        assert!(s.existing_pseudonym_secret(&who).unwrap().is_none());
+        assert_ne!(s.pseudonym_secret(&who).unwrap(), secret);
+    }
+
+    #[test]
+    fn epsilon_is_charged_once_per_record_within_the_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        let who = SubjectId::new("subject-a").unwrap();
+        let p = Purpose::new("research").unwrap();
+        let other = Purpose::new("model_training").unwrap();
+        let ids: Vec<RecordId> = (0..4).map(|_| RecordId::random().unwrap()).collect();
+        let (ok, refused) = s.charge_epsilon(&who, &p, &ids[..2], 0.5, 1.5).unwrap();
+        assert_eq!((ok.as_slice(), refused), (&ids[..2], false));
+        // Already charged records pass without a new charge; one more fits, the last not.
+        let (ok, refused) = s.charge_epsilon(&who, &p, &ids, 0.5, 1.5).unwrap();
+        assert_eq!((ok.as_slice(), refused), (&ids[..3], true));
+        assert_eq!(s.epsilon_spent(&who, &p).unwrap(), 1.5);
+        assert_eq!(s.epsilon_spent(&who, &other).unwrap(), 0.0);
+        drop(s);
+        let s = open(dir.path());
+        assert_eq!(s.epsilon_spent(&who, &p).unwrap(), 1.5);
+        let (ok, refused) = s.charge_epsilon(&who, &p, &ids[3..], 0.5, 1.5).unwrap();
+        assert!(ok.is_empty() && refused);
+        assert!(s.charge_epsilon(&who, &p, &ids, 0.0, 1.0).is_err());
+    }
+}

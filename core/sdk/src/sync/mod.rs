@@ -281,6 +281,10 @@ impl SyncClient {
 
     /// [`SyncClient::sync_now`] for the purposes in `candidates` instead of the configured ones
     /// (still only those with current consent).
+    ///
+    /// With local differential privacy, a purpose whose budget is spent keeps its remaining
+    /// records on the device; the run uploads everything else and then fails with
+    /// [`PrivacyError::BudgetExhausted`].
     pub async fn sync_purposes(&self, candidates: &[Purpose]) -> Result<SyncReport, SyncError> {
         let _one_run = self.run.lock().await;
         let mut report = SyncReport::default();
@@ -289,7 +293,8 @@ impl SyncClient {
             return Ok(report);
         }
         self.verify_region().await?;
-        let consented = privacy::consented(&self.store, &self.subject, candidates)?;
+        let mut consented = privacy::consented(&self.store, &self.subject, candidates)?;
+        let mut budget_spent = false;
 
         for (batch, rows) in self.store.outbox_in_flight()? {
             if rows.iter().any(|r| !consented.contains(&r.purpose)) {
@@ -331,6 +336,24 @@ impl SyncClient {
             if ids.is_empty() {
                 continue;
             }
+            if let Some(dp) = self.anonymizer.local_dp() {
+                // Charged once per record, before its noised values can leave the device.
+                let (allowed, refused) = self.store.charge_epsilon(
+                    &self.subject,
+                    &purpose,
+                    &ids,
+                    dp.record_epsilon(),
+                    dp.budget(),
+                )?;
+                if refused {
+                    budget_spent = true;
+                    consented.retain(|p| *p != purpose);
+                }
+                ids = allowed;
+                if ids.is_empty() {
+                    continue;
+                }
+            }
             // The key is fixed and persisted here, before anything is sent.
             let (batch, _) = self.store.outbox_claim(&ids)?;
             let rows = self
@@ -345,6 +368,10 @@ impl SyncClient {
                 break;
             }
             self.deliver(&batch, &rows, &mut report).await?;
+        }
+        if budget_spent {
+            // Everything else went out; the records over budget stay queued.
+            return Err(PrivacyError::BudgetExhausted.into());
         }
         Ok(report)
     }

@@ -26,6 +26,12 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // tract 0.23 builds an error value for every tree-ensemble leaf it visits; with
+    // RUST_BACKTRACE=1 each captures a backtrace and `model check` would time that instead of
+    // the model (~100x on a 200-tree ensemble). Library errors only: panics keep theirs.
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        std::env::set_var("RUST_LIB_BACKTRACE", "0");
+    }
     let cli = Cli::parse();
     match cli.command {
         Command::Analyze(args) => analyze::run(args),

@@ -1,0 +1,361 @@
+//! [`OnnxModel`]: tract behind our type. Load from bytes, pin the input fact, optimize once,
+//! share the plan across threads.
+
+use std::sync::{Arc, Mutex};
+
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::model::typed::TypedSimpleState;
+
+use super::error::InferenceError;
+use super::fixup;
+
+type Plan = Arc<TypedRunnableModel>;
+
+/// Name, element type and shape of one model input or output, as the optimized plan sees it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TensorInfo {
+    /// ONNX tensor name.
+    pub name: String,
+    /// Element type (`"F32"`, `"I64"`, ...).
+    pub datum_type: String,
+    /// Dimensions; symbolic ones (dynamic batch) as their symbol.
+    pub shape: Vec<String>,
+}
+
+/// Facts about an ONNX file gathered without running it: the declared input/output facts and
+/// the operators this engine does not implement.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct OnnxInspection {
+    /// Inputs as declared in the file (dynamic dims as symbols).
+    pub inputs: Vec<TensorInfo>,
+    /// Outputs as declared in the file.
+    pub outputs: Vec<TensorInfo>,
+    /// Operator types (with domain when not the default) tract has no implementation of.
+    pub unsupported_operators: Vec<String>,
+    /// Compatibility rewrites the loader applies before parsing (see `fixup`).
+    pub rewrites: Vec<String>,
+}
+
+/// An ONNX model prepared for inference on one pinned input shape.
+///
+/// Cheap to share: clone the `Arc` it is usually held in. Each call borrows a reusable
+/// execution state from a small pool, so concurrent callers never wait on each other's
+/// computation and a steady caller allocates no new state per call.
+pub struct OnnxModel {
+    plan: Plan,
+    pool: Mutex<Vec<TypedSimpleState>>,
+    input_shape: Vec<usize>,
+    input_len: usize,
+    input: TensorInfo,
+    outputs: Vec<TensorInfo>,
+    rewrites: Vec<&'static str>,
+}
+
+impl std::fmt::Debug for OnnxModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OnnxModel")
+            .field("input", &self.input)
+            .field("outputs", &self.outputs)
+            .finish_non_exhaustive()
+    }
+}
+
+fn decode(bytes: &[u8]) -> Result<tract_onnx::pb::ModelProto, InferenceError> {
+    let mut reader = bytes;
+    tract_onnx::onnx()
+        .proto_model_for_read(&mut reader)
+        .map_err(|_| InferenceError::Decode)
+}
+
+fn unsupported(proto: &tract_onnx::pb::ModelProto) -> Vec<String> {
+    let known = tract_onnx::onnx().op_register.0;
+    let mut missing: Vec<String> = Vec::new();
+    let mut visit = |graph: &tract_onnx::pb::GraphProto| {
+        for node in &graph.node {
+            if !known.contains_key(&node.op_type) {
+                let name = if node.domain.is_empty() || node.domain == "ai.onnx" {
+                    node.op_type.clone()
+                } else {
+                    format!("{}:{}", node.domain, node.op_type)
+                };
+                if !missing.contains(&name) {
+                    missing.push(name);
+                }
+            }
+        }
+    };
+    if let Some(g) = proto.graph.as_ref() {
+        visit(g);
+    }
+    missing
+}
+
+fn info_of(model: &TypedModel, outlet: OutletId) -> Result<TensorInfo, InferenceError> {
+    let fact = model.outlet_fact(outlet).map_err(InferenceError::load)?;
+    let name = model
+        .outlet_label(outlet)
+        .map(str::to_owned)
+        .unwrap_or_else(|| model.node(outlet.node).name.clone());
+    Ok(TensorInfo {
+        name,
+        datum_type: format!("{:?}", fact.datum_type),
+        shape: fact.shape.iter().map(|d| d.to_string()).collect(),
+    })
+}
+
+fn value_info(v: &tract_onnx::pb::ValueInfoProto) -> TensorInfo {
+    use tract_onnx::pb::tensor_shape_proto::dimension::Value as Dim;
+    use tract_onnx::pb::type_proto::Value as Type;
+    let tensor = v.r#type.as_ref().and_then(|t| match &t.value {
+        Some(Type::TensorType(tensor)) => Some(tensor),
+        _ => None,
+    });
+    let datum_type = tensor
+        .and_then(|t| tract_onnx::pb::tensor_proto::DataType::try_from(t.elem_type).ok())
+        .map_or_else(|| "?".to_owned(), |d| d.as_str_name().to_owned());
+    // Read from the file itself: a symbolic (dynamic batch) dimension stays its symbol, which
+    // tract's inference facts would not report once any dimension is open.
+    let shape = tensor
+        .and_then(|t| t.shape.as_ref())
+        .map(|s| {
+            s.dim
+                .iter()
+                .map(|d| match &d.value {
+                    Some(Dim::DimValue(n)) => n.to_string(),
+                    Some(Dim::DimParam(p)) if !p.is_empty() => p.clone(),
+                    _ => "?".to_owned(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    TensorInfo {
+        name: v.name.clone(),
+        datum_type,
+        shape,
+    }
+}
+
+/// Declared graph inputs (initializers listed as inputs by old exporters excluded) and outputs.
+fn declared_io(proto: &tract_onnx::pb::ModelProto) -> (Vec<TensorInfo>, Vec<TensorInfo>) {
+    let Some(graph) = proto.graph.as_ref() else {
+        return (Vec::new(), Vec::new());
+    };
+    let inputs = graph
+        .input
+        .iter()
+        .filter(|i| !graph.initializer.iter().any(|t| t.name == i.name))
+        .map(value_info)
+        .collect();
+    let outputs = graph.output.iter().map(value_info).collect();
+    (inputs, outputs)
+}
+
+/// Reads an ONNX file's declared facts and the operators tract lacks, without preparing it.
+pub fn inspect(bytes: &[u8]) -> Result<OnnxInspection, InferenceError> {
+    let mut proto = decode(bytes)?;
+    let rewrites = fixup::apply(&mut proto)
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    let unsupported_operators = unsupported(&proto);
+    let (inputs, outputs) = declared_io(&proto);
+    if unsupported_operators.is_empty() {
+        // Parsing proves the graph is well-formed for tract beyond the operator names.
+        tract_onnx::onnx()
+            .model_for_proto_model(&proto)
+            .map_err(InferenceError::load)?;
+    }
+    Ok(OnnxInspection {
+        inputs,
+        outputs,
+        unsupported_operators,
+        rewrites,
+    })
+}
+
+impl OnnxModel {
+    /// Loads an ONNX model from bytes with its single input pinned to `input_shape` (f32), and
+    /// optimizes it once.
+    ///
+    /// `outputs`, when given, keeps only those graph outputs (by ONNX name), so work feeding
+    /// outputs nobody reads (a classifier's label branch) is pruned from the plan.
+    pub fn load(
+        bytes: &[u8],
+        input_shape: &[usize],
+        outputs: Option<&[&str]>,
+    ) -> Result<Self, InferenceError> {
+        let mut proto = decode(bytes)?;
+        let rewrites = fixup::apply(&mut proto);
+        let missing = unsupported(&proto);
+        if !missing.is_empty() {
+            return Err(InferenceError::UnsupportedOperators(missing));
+        }
+        let mut model = tract_onnx::onnx()
+            .model_for_proto_model(&proto)
+            .map_err(InferenceError::load)?;
+        let inputs = model.input_outlets().map_err(InferenceError::load)?.len();
+        if inputs != 1 {
+            return Err(InferenceError::InputCount(inputs));
+        }
+        let (declared_inputs, _) = declared_io(&proto);
+        let declared = declared_inputs
+            .into_iter()
+            .next()
+            .ok_or(InferenceError::InputCount(0))?;
+        if !declared.shape.is_empty()
+            && (declared.shape.len() != input_shape.len()
+                || declared
+                    .shape
+                    .iter()
+                    .zip(input_shape)
+                    .any(|(d, &want)| d.parse::<usize>().is_ok_and(|fixed| fixed != want)))
+        {
+            return Err(InferenceError::InputShape {
+                expected: format!("[{}]", declared.shape.join(",")),
+                got: input_shape.to_vec(),
+            });
+        }
+        model = model
+            .with_input_fact(0, InferenceFact::dt_shape(f32::datum_type(), input_shape))
+            .map_err(InferenceError::load)?;
+        if let Some(names) = outputs {
+            for name in names {
+                if model.find_outlet_label(name).is_none() {
+                    return Err(InferenceError::UnknownOutput((*name).to_owned()));
+                }
+            }
+            model = model
+                .with_outputs_by_name(names.iter().copied())
+                .map_err(InferenceError::load)?;
+        }
+        let typed = model.into_optimized().map_err(InferenceError::load)?;
+        let input = info_of(
+            &typed,
+            typed.input_outlets().map_err(InferenceError::load)?[0],
+        )?;
+        let outputs = typed
+            .output_outlets()
+            .map_err(InferenceError::load)?
+            .iter()
+            .map(|&o| info_of(&typed, o))
+            .collect::<Result<Vec<_>, _>>()?;
+        let plan = typed.into_runnable().map_err(InferenceError::load)?;
+        Ok(OnnxModel {
+            plan,
+            pool: Mutex::new(Vec::new()),
+            input_len: input_shape.iter().product(),
+            input_shape: input_shape.to_vec(),
+            input,
+            outputs,
+            rewrites,
+        })
+    }
+
+    /// The pinned input.
+    pub fn input(&self) -> &TensorInfo {
+        &self.input
+    }
+
+    /// The plan's outputs, in order.
+    pub fn outputs(&self) -> &[TensorInfo] {
+        &self.outputs
+    }
+
+    /// The pinned input shape.
+    pub fn input_shape(&self) -> &[usize] {
+        &self.input_shape
+    }
+
+    /// Compatibility rewrites the loader applied (see the `fixup` module docs).
+    pub fn rewrites(&self) -> &[&'static str] {
+        &self.rewrites
+    }
+
+    /// Index of the output named `name`.
+    pub fn output_index(&self, name: &str) -> Option<usize> {
+        self.outputs.iter().position(|o| o.name == name)
+    }
+
+    /// Runs one input (row-major, the pinned shape) and copies output `output` into `out`
+    /// (cleared first) as f32.
+    pub fn run_into(
+        &self,
+        input: &[f32],
+        output: usize,
+        out: &mut Vec<f32>,
+    ) -> Result<(), InferenceError> {
+        let outputs = self.run_raw(input)?;
+        let value = outputs
+            .get(output)
+            .ok_or_else(|| InferenceError::UnknownOutput(format!("#{output}")))?;
+        let name = || {
+            self.outputs
+                .get(output)
+                .map_or_else(String::new, |o| o.name.clone())
+        };
+        let slice = value
+            .try_as_plain_ram()
+            .and_then(|v| v.as_slice::<f32>())
+            .map_err(|_| InferenceError::OutputType(name()))?;
+        out.clear();
+        out.extend_from_slice(slice);
+        Ok(())
+    }
+
+    /// Runs one input and returns every float output (non-float outputs as empty vectors).
+    pub fn run_all(&self, input: &[f32]) -> Result<Vec<Vec<f32>>, InferenceError> {
+        let outputs = self.run_raw(input)?;
+        Ok(outputs
+            .iter()
+            .map(|v| {
+                // Checked first: a failed conversion builds an error (with a backtrace when
+                // RUST_BACKTRACE is set), far costlier than the prediction itself.
+                if v.datum_type() != f32::datum_type() {
+                    return Vec::new();
+                }
+                v.try_as_plain_ram()
+                    .and_then(|p| p.as_slice::<f32>().map(<[f32]>::to_vec))
+                    .unwrap_or_default()
+            })
+            .collect())
+    }
+
+    /// Runs one input and returns integer output `output` (a classifier's labels).
+    pub fn run_labels(&self, input: &[f32], output: usize) -> Result<Vec<i64>, InferenceError> {
+        let outputs = self.run_raw(input)?;
+        let name = || {
+            self.outputs
+                .get(output)
+                .map_or_else(String::new, |o| o.name.clone())
+        };
+        let value = outputs
+            .get(output)
+            .ok_or_else(|| InferenceError::UnknownOutput(name()))?;
+        value
+            .try_as_plain_ram()
+            .and_then(|v| v.as_slice::<i64>().map(<[i64]>::to_vec))
+            .map_err(|_| InferenceError::OutputType(name()))
+    }
+
+    fn run_raw(&self, input: &[f32]) -> Result<TVec<TValue>, InferenceError> {
+        if input.len() != self.input_len {
+            return Err(InferenceError::InputLength {
+                expected: self.input_len,
+                got: input.len(),
+            });
+        }
+        let tensor = Tensor::from_shape(&self.input_shape, input).map_err(InferenceError::run)?;
+        let mut state = match self.pool.lock().ok().and_then(|mut p| p.pop()) {
+            Some(state) => state,
+            None => TypedSimpleState::new(&self.plan).map_err(InferenceError::run)?,
+        };
+        let result = state.run(tvec!(tensor.into()));
+        // A state whose run failed may hold half a turn: drop it rather than reuse it.
+        if result.is_ok() {
+            if let Ok(mut pool) = self.pool.lock() {
+                pool.push(state);
+            }
+        }
+        result.map_err(InferenceError::run)
+    }
+}

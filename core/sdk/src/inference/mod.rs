@@ -1,0 +1,27 @@
+//! Offline inference: the only module that touches tract.
+//!
+//! [`OnnxModel`] wraps a tract plan (load from bytes, pinned input fact, optimized once, shared
+//! across threads). [`Model`] binds one to a [`ModelManifest`](vitalcore_protocol::manifest::ModelManifest):
+//! it builds the input tensor by feature name with the manifest's normalization, so a model is
+//! never fed the wrong features silently, and its [`Prediction`]s carry the model's name and
+//! version.
+
+mod engine;
+mod error;
+mod fixup;
+
+pub use engine::{inspect, OnnxInspection, OnnxModel, TensorInfo};
+pub use error::InferenceError;
+mod input;
+mod model;
+
+pub use input::FeatureVector;
+pub use model::{Model, Prediction};
+
+/// Checks a manifest's input spec against the feature set this SDK computes, without loading
+/// any model: known feature set version, known names, same units, usable normalization.
+pub fn check_input_spec(
+    spec: &vitalcore_protocol::manifest::InputSpec,
+) -> Result<(), InferenceError> {
+    input::InputPlan::from_spec(spec).map(|_| ())
+}

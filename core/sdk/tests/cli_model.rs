@@ -1,0 +1,114 @@
+//! `vitalcore model check`, the model doctor, run as a user runs it: the built binary on real
+//! ONNX files (the test models `make data` builds, the shipped default model, and files it
+//! must refuse), text and JSON output, exit codes.
+#![cfg(feature = "cli")]
+
+mod support;
+
+use std::process::{Command, Output};
+
+use support::{models_dir, workspace};
+
+fn doctor(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vitalcore"))
+        .arg("model")
+        .arg("check")
+        .args(args)
+        .output()
+        .expect("vitalcore runs")
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+fn path(name: &str) -> String {
+    models_dir()
+        .join(format!("{name}.onnx"))
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[test]
+fn reports_facts_latency_and_parity_with_onnx_runtime() {
+    support::init_ort();
+    let shipped = workspace().join("models/rhythm-ppg.onnx");
+    for file in [
+        path("mlp16"),
+        path("gbdt200_binary"),
+        shipped.to_string_lossy().into_owned(),
+    ] {
+        let out = doctor(&[&file, "--format", "json"]);
+        assert!(
+            out.status.success(),
+            "{file}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let r = json(&out);
+        assert_eq!(r["loadable"], true, "{file}");
+        assert_eq!(r["inputs"][0]["name"], "X");
+        // The dynamic batch dimension is shown as such, then pinned to 1.
+        assert!(r["inputs"][0]["shape"][0]
+            .as_str()
+            .is_some_and(|d| d.parse::<u64>().is_err()));
+        assert_eq!(r["input_shape"][0], 1);
+        let latency = &r["latency"];
+        let (p50, p99) = (
+            latency["p50_us"].as_f64().expect("p50"),
+            latency["p99_us"].as_f64().expect("p99"),
+        );
+        assert!(p50 > 0.0 && p99 >= p50, "{file}: p50 {p50} p99 {p99}");
+        assert!(r["cold_start_ms"].as_f64().expect("cold start") > 0.0);
+        let ort = &r["onnxruntime"];
+        assert_eq!(ort["available"], true, "ORT_DYLIB_PATH is set by make test");
+        let diff = ort["max_abs_diff"].as_f64().expect("max abs diff");
+        assert!(diff <= 1e-5, "{file}: max abs diff {diff}");
+        assert!(ort["latency_ratio_p50"].as_f64().expect("ratio") > 0.0);
+    }
+}
+
+#[test]
+fn unsupported_operators_are_named_and_fail_the_check() {
+    let out = doctor(&[&path("zipmap")]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("unsupported operators: ai.onnx.ml:ZipMap"),
+        "{text}"
+    );
+    let r = json(&doctor(&[&path("gbdt_regressor"), "--format", "json"]));
+    assert_eq!(r["loadable"], false);
+    assert_eq!(
+        r["unsupported_operators"][0],
+        "ai.onnx.ml:TreeEnsembleRegressor"
+    );
+}
+
+#[test]
+fn a_wrong_input_shape_or_a_non_model_is_a_clear_refusal() {
+    let out = doctor(&[&path("mlp16"), "--input-shape", "1,15"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("input shape [1, 15] does not fit the model's input [?,16]"),
+        "{text}"
+    );
+
+    let not_onnx = workspace().join("Cargo.toml");
+    let out = doctor(&[&not_onnx.to_string_lossy()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("not a valid ONNX model"));
+
+    let out = doctor(&["/nonexistent/model.onnx"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "one clear line: {err}");
+
+    let out = doctor(&[&path("mlp16"), "--input-shape", "1,x"]);
+    assert!(!out.status.success());
+}

@@ -1,0 +1,177 @@
+//! Output parity between tract (through `vitalcore::inference`) and ONNX Runtime on the models
+//! real exporters produce: max abs difference <= 1e-5 on many random inputs.
+
+mod support;
+
+use support::{model_bytes, OrtRef, Rng};
+use vitalcore::inference::OnnxModel;
+
+const TOLERANCE: f32 = 1e-5;
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "output lengths differ");
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+/// Runs `n` random inputs through both runtimes and asserts parity on `output`.
+fn parity(name: &str, shape: &[usize], output: &str, n: usize, scale: f32) -> f32 {
+    let bytes = model_bytes(name);
+    let tract = OnnxModel::load(&bytes, shape, Some(&[output]))
+        .unwrap_or_else(|e| panic!("tract loads {name}: {e}"));
+    let mut ort = OrtRef::new(&bytes);
+    let mut rng = Rng::new(0x5eed ^ name.len() as u64);
+    let len: usize = shape.iter().product();
+    let mut worst = 0.0f32;
+    let mut out = Vec::new();
+    for i in 0..n {
+        let input = rng.vec(len, scale);
+        tract.run_into(&input, 0, &mut out).expect("tract runs");
+        let reference = ort.run(shape, &input, output);
+        let d = max_abs_diff(&out, &reference);
+        assert!(
+            d <= TOLERANCE,
+            "{name}: input #{i}: max abs diff {d:e} > {TOLERANCE:e} (tract {out:?}, ort {reference:?})"
+        );
+        worst = worst.max(d);
+    }
+    eprintln!("{name}: {n} inputs, max abs diff {worst:e}");
+    worst
+}
+
+#[test]
+fn mlp_matches_onnx_runtime() {
+    parity("mlp16", &[1, 16], "probabilities", 500, 1.5);
+}
+
+/// The binary GBDT is the one tract refuses as exported; the loader's rewrite must give what
+/// ONNX Runtime gives on the original file, on both sides of the decision boundary.
+#[test]
+fn binary_gradient_boosting_matches_onnx_runtime() {
+    parity("gbdt200_binary", &[1, 16], "probabilities", 500, 1.5);
+}
+
+/// Labels too, through every loader path: tract's own binary layout would invert them for the
+/// single-score GBDT; the chunked ensembles compute them with ArgMax + Gather.
+fn labels_match(
+    name: &str,
+    rewrite: &str,
+    positive: i64,
+    expect_positives: std::ops::Range<usize>,
+) {
+    let bytes = model_bytes(name);
+    let tract = OnnxModel::load(&bytes, &[1, 16], None).expect("tract loads");
+    assert!(
+        tract.rewrites().iter().any(|r| r.starts_with(rewrite)),
+        "{name}: expected the {rewrite:?} rewrite, got {:?}",
+        tract.rewrites()
+    );
+    let label_ix = tract.output_index("label").expect("label output");
+    support::init_ort();
+    let mut session = ort::session::Session::builder()
+        .and_then(|b| b.commit_from_memory(&bytes))
+        .expect("ONNX Runtime loads the model");
+    let mut rng = Rng::new(9);
+    let mut positives = 0;
+    for _ in 0..300 {
+        let input = rng.vec(16, 1.5);
+        let ours = tract.run_labels(&input, label_ix).expect("tract runs");
+        let tensor = ort::value::TensorRef::from_array_view((vec![1i64, 16], input.as_slice()))
+            .expect("input tensor");
+        let outputs = session
+            .run(ort::inputs!["X" => tensor])
+            .expect("ONNX Runtime runs");
+        let (_, reference) = outputs["label"]
+            .try_extract_tensor::<i64>()
+            .expect("i64 labels");
+        assert_eq!(ours, reference.to_vec(), "{name}");
+        positives += usize::from(reference[0] == positive);
+    }
+    assert!(
+        expect_positives.contains(&positives),
+        "{name}: inputs must cover several classes, got {positives}/300 of class {positive}"
+    );
+}
+
+#[test]
+fn binary_gradient_boosting_labels_match_onnx_runtime() {
+    labels_match("gbdt200_binary", "large tree ensemble", 1, 30..270);
+}
+
+#[test]
+fn small_binary_gradient_boosting_matches_onnx_runtime() {
+    parity("gbdt6_binary", &[1, 16], "probabilities", 300, 1.5);
+    labels_match("gbdt6_binary", "binary tree ensemble", 1, 30..270);
+}
+
+#[test]
+fn chunked_ensemble_labels_match_onnx_runtime() {
+    labels_match("gbdt_multi", "large tree ensemble", 2, 10..290);
+    labels_match("rf_binary", "large tree ensemble", 1, 30..270);
+}
+
+/// A chunked ensemble with the batch dimension pinned above 1.
+#[test]
+fn batched_gradient_boosting_matches_onnx_runtime() {
+    parity("gbdt200_binary", &[8, 16], "probabilities", 60, 1.5);
+}
+
+#[test]
+fn multiclass_gradient_boosting_matches_onnx_runtime() {
+    parity("gbdt_multi", &[1, 16], "probabilities", 300, 1.5);
+}
+
+#[test]
+fn random_forest_matches_onnx_runtime() {
+    parity("rf_binary", &[1, 16], "probabilities", 300, 1.5);
+}
+
+#[test]
+fn cnn_1d_matches_onnx_runtime() {
+    parity("cnn1d", &[1, 1, 1920], "probabilities", 100, 1.0);
+}
+
+/// The dynamic batch dimension can be pinned to another size than 1.
+#[test]
+fn batched_mlp_matches_onnx_runtime() {
+    parity("mlp16", &[8, 16], "probabilities", 100, 1.5);
+}
+
+#[test]
+fn every_shipped_model_matches_onnx_runtime() {
+    let dir = support::workspace().join("models");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).expect("models/ exists") {
+        let path = entry.expect("dir entry").path();
+        if path.extension().and_then(|e| e.to_str()) != Some("onnx") {
+            continue;
+        }
+        let manifest_path = path.with_extension("manifest.json");
+        let manifest: vitalcore_protocol::manifest::ModelManifest = serde_json::from_slice(
+            &std::fs::read(&manifest_path)
+                .unwrap_or_else(|e| panic!("{}: {e}", manifest_path.display())),
+        )
+        .expect("shipped manifest parses");
+        let bytes = std::fs::read(&path).expect("shipped model readable");
+        let model = vitalcore::inference::Model::new(manifest.clone(), &bytes).expect("loads");
+        let shape = model.onnx().input_shape().to_vec();
+        let mut ort = OrtRef::new(&bytes);
+        let mut rng = Rng::new(77);
+        let len: usize = shape.iter().product();
+        for _ in 0..300 {
+            let input = rng.vec(len, 1.5);
+            let ours = model.run_tensor(&input).expect("tract runs");
+            let reference = ort.run(&shape, &input, &manifest.outputs.output_name);
+            assert!(
+                max_abs_diff(&ours, &reference) <= TOLERANCE,
+                "{}",
+                path.display()
+            );
+        }
+        checked += 1;
+    }
+    eprintln!("shipped models checked: {checked}");
+    assert!(checked >= 1, "models/ ships the default model (rhythm-ppg)");
+}

@@ -1,0 +1,147 @@
+#!/usr/bin/env python3
+"""Build the ONNX models the inference tests and benchmarks run, into the git-ignored cache.
+
+Each model is what a real exporter produces for a model family an app developer would ship:
+
+* ``mlp16.onnx``          scikit-learn MLPClassifier on 16 features (skl2onnx, ``zipmap=False``).
+* ``gbdt200_binary.onnx`` scikit-learn GradientBoostingClassifier, 200 trees, binary: the
+                          single-score TreeEnsembleClassifier (one ``base_values`` entry for two
+                          class labels) that tract rejects unless the loader rewrites it.
+* ``gbdt6_binary.onnx``   the same with 6 trees: small enough that the loader keeps it one node
+                          (the leaf rewrite alone), where the 200-tree one is also chunked.
+* ``gbdt_multi.onnx``     GradientBoostingClassifier, 3 classes (softmax over per-class scores).
+* ``rf_binary.onnx``      RandomForestClassifier, binary (probability leaves, no post transform).
+* ``cnn1d.onnx``          a 1-D CNN over a 30 s window at 64 Hz (1920 samples), built directly
+                          with the ``onnx`` helper API: Conv/Relu/Conv/Relu/GlobalAveragePool/
+                          Flatten/Gemm/Softmax, fixed random weights, dynamic batch dim.
+* ``zipmap.onnx``         a LogisticRegression exported with the default ZipMap output (a
+                          sequence of maps), which the SDK refuses by operator name.
+* ``gbdt_regressor.onnx`` a GradientBoostingRegressor (TreeEnsembleRegressor), also refused by
+                          operator name: tract 0.23 has no implementation of it.
+
+Every classifier has a dynamic batch dimension, as skl2onnx writes it. ``index.json`` lists the
+models with their input shape (batch 1) and the output the tests compare.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+from skl2onnx import to_onnx
+from sklearn.ensemble import GradientBoostingClassifier, GradientBoostingRegressor, RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.neural_network import MLPClassifier
+
+# ai.onnx.ml opset 3: TreeEnsembleClassifier/Regressor. Opset 5 would emit the new `TreeEnsemble`
+# operator, which neither tract 0.23 nor older runtimes implement.
+OPSETS = {"": 17, "ai.onnx.ml": 3}
+N_FEATURES = 16
+CNN_LEN = 30 * 64
+
+
+def tabular(seed: int, n: int = 2000, classes: int = 2):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, N_FEATURES)).astype(np.float32)
+    score = x[:, 0] + 0.7 * x[:, 1] * x[:, 2] - 0.5 * np.abs(x[:, 3]) + 0.3 * rng.normal(size=n)
+    if classes == 2:
+        y = (score > 0).astype(np.int64)
+    else:
+        y = np.digitize(score, np.quantile(score, [1 / 3, 2 / 3])).astype(np.int64)
+    return x, y
+
+
+def sk(model, x, zipmap=False) -> onnx.ModelProto:
+    is_classifier = hasattr(model, "classes_")
+    options = {id(model): {"zipmap": False}} if is_classifier and not zipmap else None
+    return to_onnx(model, x[:1], options=options, target_opset=OPSETS)
+
+
+def cnn1d(seed: int) -> onnx.ModelProto:
+    rng = np.random.default_rng(seed)
+
+    def init(name, *shape, scale=0.3):
+        return numpy_helper.from_array((rng.normal(size=shape) * scale).astype(np.float32), name)
+
+    inits = [
+        init("w1", 8, 1, 7),
+        init("b1", 8, scale=0.1),
+        init("w2", 16, 8, 5),
+        init("b2", 16, scale=0.1),
+        init("w3", 2, 16),
+        init("b3", 2, scale=0.1),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], kernel_shape=[7], strides=[2], pads=[3, 3]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], kernel_shape=[5], strides=[2], pads=[2, 2]),
+        helper.make_node("Relu", ["c2"], ["r2"]),
+        helper.make_node("GlobalAveragePool", ["r2"], ["g"]),
+        helper.make_node("Flatten", ["g"], ["f"], axis=1),
+        helper.make_node("Gemm", ["f", "w3", "b3"], ["logits"], transB=1),
+        helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "cnn1d",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, CNN_LEN])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 2])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="vitalcore-models")
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def build(out: Path) -> list[dict]:
+    out.mkdir(parents=True, exist_ok=True)
+    models = []
+
+    def save(name, proto, shape, output, doc):
+        onnx.checker.check_model(proto)
+        (out / f"{name}.onnx").write_bytes(proto.SerializeToString())
+        models.append({"name": name, "file": f"{name}.onnx", "input_shape": shape, "output": output, "doc": doc})
+
+    x, y = tabular(1)
+    mlp = MLPClassifier(hidden_layer_sizes=(32, 16), max_iter=600, random_state=0).fit(x, y)
+    save("mlp16", sk(mlp, x), [1, N_FEATURES], "probabilities", "MLPClassifier 16-32-16-2")
+
+    gb = GradientBoostingClassifier(n_estimators=200, max_depth=3, random_state=0).fit(x, y)
+    save("gbdt200_binary", sk(gb, x), [1, N_FEATURES], "probabilities", "GradientBoostingClassifier binary, 200 trees")
+
+    gb6 = GradientBoostingClassifier(n_estimators=6, max_depth=3, random_state=0).fit(x, y)
+    save("gbdt6_binary", sk(gb6, x), [1, N_FEATURES], "probabilities", "GradientBoostingClassifier binary, 6 trees")
+
+    xm, ym = tabular(2, classes=3)
+    gbm = GradientBoostingClassifier(n_estimators=30, max_depth=3, random_state=0).fit(xm, ym)
+    save("gbdt_multi", sk(gbm, xm), [1, N_FEATURES], "probabilities", "GradientBoostingClassifier 3 classes, 30 rounds")
+
+    rf = RandomForestClassifier(n_estimators=30, max_depth=6, random_state=0).fit(x, y)
+    save("rf_binary", sk(rf, x), [1, N_FEATURES], "probabilities", "RandomForestClassifier binary, 30 trees")
+
+    save("cnn1d", cnn1d(3), [1, 1, CNN_LEN], "probabilities", "1-D CNN over 30 s at 64 Hz")
+
+    lr = LogisticRegression(max_iter=500).fit(x, y)
+    save("zipmap", sk(lr, x, zipmap=True), [1, N_FEATURES], "output_probability", "LogisticRegression with ZipMap")
+
+    gbr = GradientBoostingRegressor(n_estimators=20, max_depth=3, random_state=0).fit(x, x[:, 0] * 2.0)
+    save("gbdt_regressor", sk(gbr, x), [1, N_FEATURES], "variable", "GradientBoostingRegressor (TreeEnsembleRegressor)")
+
+    (out / "index.json").write_text(json.dumps(models, indent=2))
+    return models
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args()
+    for m in build(args.out):
+        print(f"{m['file']}: {m['doc']}")
+
+
+if __name__ == "__main__":
+    main()
