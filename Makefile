@@ -13,7 +13,7 @@ export VITALCORE_CACHE := $(CURDIR)/$(CACHE)
 export VITALCORE_PYTHON := $(CURDIR)/$(PY)
 
 .PHONY: test-models
-.PHONY: ffi-lib bindings-gen test-bindings test-bindings-python test-kotlin test-swift-gen bench-bindings
+.PHONY: ffi-lib server-bin bindings-gen test-bindings test-bindings-python test-kotlin test-swift-gen bench-bindings
 .PHONY: help demo test test-rust test-python lint fmt venv data bench clean services test-deploy
 
 help:
@@ -100,10 +100,18 @@ GEN          := target/bindings
 M2           := $(CACHE)/m2
 MVN          = mvn -B -ntp -Dmaven.repo.local=$(CURDIR)/$(M2) $(if $(wildcard $(M2)/.complete),-o,) \
                -f android/jvm-tests/pom.xml -Dvitalcore.generated.dir=$(CURDIR)/$(GEN)/kotlin \
-               -Dvitalcore.lib.dir=$(CURDIR)/target/debug -Dvitalcore.recordings.dir=$(CURDIR)/$(CACHE)/recordings
+               -Dvitalcore.lib.dir=$(CURDIR)/target/debug -Dvitalcore.recordings.dir=$(CURDIR)/$(CACHE)/recordings \
+               -Dvitalcore.server.bin=$(CURDIR)/$(SERVER_BIN)
 
 ffi-lib:
 	$(CARGO) build -p vitalcore-ffi --features $(FFI_FEATURES) --locked
+
+# The real backend binary the Kotlin tests sync against. Built with the workspace's feature
+# set (not `-p`), so the artifacts of test-rust's `cargo test --workspace --all-features` are
+# reused instead of rebuilding the server's dependency tree with other features.
+SERVER_BIN := target/debug/vitalcore-server
+server-bin:
+	$(CARGO) build --workspace --all-features --locked --bin vitalcore-server
 
 bindings-gen: ffi-lib
 	rm -rf $(GEN)
@@ -113,13 +121,14 @@ bindings-gen: ffi-lib
 
 # The Python wheel exactly as `pip install ./bindings` builds it (maturin, uniffi), plus the
 # test-only exports; installed into a private directory, not into the project venv.
-test-bindings-python: data
+test-bindings-python: data server-bin
 	rm -rf target/wheels-test target/py-test
 	$(VENV)/bin/maturin build --quiet -m bindings/Cargo.toml --features testing --profile dev -o target/wheels-test
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --target target/py-test target/wheels-test/*.whl
-	cd bindings/python/tests && PYTHONPATH=$(CURDIR)/target/py-test $(CURDIR)/$(PY) -m pytest -q -p no:cacheprovider .
+	cd bindings/python/tests && PYTHONPATH=$(CURDIR)/target/py-test VITALCORE_SERVER_BIN=$(CURDIR)/$(SERVER_BIN) \
+	  $(CURDIR)/$(PY) -m pytest -q -p no:cacheprovider .
 
-test-kotlin: bindings-gen data
+test-kotlin: bindings-gen server-bin data
 	$(MVN) test
 	mkdir -p $(M2) && touch $(M2)/.complete
 

@@ -69,7 +69,13 @@ def main() -> int:
 
 def session_push(ffi, arr) -> None:
     """Session.push_samples with 1,000 samples (1 s at 1 kHz) on a real engine; a new
-    session every 500 pushes (a check takes at most 600 s), amortised in the figure."""
+    session every 500 pushes (a check takes at most 600 s), amortised in the figure.
+
+    Where the time goes: a bare ctypes call (libc ``getpid``, no uniffi), the same push with
+    1 sample (the fixed cost of the push path), and the native share measured inside the
+    same library (``debug_native_push_ns``)."""
+    import ctypes
+    import statistics
     import tempfile
 
     class Key(ffi.KeyProvider):
@@ -89,10 +95,29 @@ def session_push(ffi, arr) -> None:
             return float(state["k"] - 1)
 
         packed = per_call_us(lambda: state["s"].push_samples_f64le("ecg", next_start(), 1000.0, arr.astype("<f8").tobytes()), 2_000)
+        raw = arr.astype("<f8").tobytes()
+        prepacked = per_call_us(lambda: state["s"].push_samples_f64le("ecg", next_start(), 1000.0, raw), 2_000)
         listed = per_call_us(lambda: state["s"].push_samples("ecg", next_start(), 1000.0, arr.tolist()), 200)
+        # 1 sample per push, contiguous at 1 kHz: every push fits in one session.
+        state["s"].cancel()
+        one_session = engine.start_check(ffi.CheckKind.ECG_RHYTHM)
+        one = b"\x00" * 8
+        counter = iter(range(10**9))
+        push1 = per_call_us(lambda: one_session.push_samples_f64le("ecg", next(counter) / 1000.0, 1000.0, one), 5_000)
+        one_session.cancel()
+        native = statistics.median(
+            ffi.debug_native_push_ns(engine, ffi.CheckKind.ECG_RHYTHM, "ecg", 1000.0, raw, 15, 500)
+        ) / 1000.0
         engine.shutdown()
+    libc = ctypes.CDLL(None)
+    ctypes_call = per_call_us(libc.getpid, 200_000)
+    print(f"BENCH python ctypes_raw_call_us={ctypes_call:.3f}")
     print(f"BENCH python session_push1000_packed_us={packed:.3f}")
+    print(f"BENCH python session_push1000_prepacked_us={prepacked:.3f}")
     print(f"BENCH python session_push1000_list_us={listed:.3f}")
+    print(f"BENCH python session_push1_packed_us={push1:.3f}")
+    print(f"BENCH python native_push1000_us={native:.3f}")
+    print(f"BENCH python push1000_ffi_share_us={prepacked - native:.3f}")
 
 
 if __name__ == "__main__":

@@ -117,6 +117,13 @@ pub struct Engine {
     inner: vitalcore::Vitalcore,
 }
 
+impl Engine {
+    /// The core engine, for the exports of other modules (`user.rs`).
+    pub(crate) fn core(&self) -> &vitalcore::Vitalcore {
+        &self.inner
+    }
+}
+
 fn open(config: &EngineConfig, keys: Arc<dyn KeyProvider>) -> Result<Engine> {
     let adapter = HostKeys {
         host: keys,

@@ -74,6 +74,20 @@ pub enum VitalcoreError {
         /// Windows waiting to be processed.
         pending: u64,
     },
+    /// The engine lacks a setting this operation needs (a sync endpoint and region, an
+    /// enrollment token), or the endpoint serves another data region: fix the configuration.
+    #[error("not configured: {reason}")]
+    NotConfigured {
+        /// Which setting is missing or wrong.
+        reason: String,
+    },
+    /// The server refused the app's enrollment token or the device's credential. Retrying
+    /// does not help; the app's token must be checked (or the device re-enrolled).
+    #[error("unauthorized: {reason}")]
+    Unauthorized {
+        /// What was refused.
+        reason: String,
+    },
     /// A bug in vitalcore (or a host callback that failed unexpectedly). Report it.
     #[error("internal error: {reason}")]
     Internal {
@@ -180,7 +194,49 @@ impl From<vitalcore::EngineError> for VitalcoreError {
                 pending: pending as u64,
             },
             E::NotFound => Self::NotFound { reason },
+            E::Sync(s) => s.into(),
+            E::Privacy(p) => p.into(),
             _ => Self::Internal { reason },
+        }
+    }
+}
+
+/// Sync failures by what the app can do about them: fix the config, check its token, or
+/// retry later.
+impl From<vitalcore::sync::SyncError> for VitalcoreError {
+    fn from(e: vitalcore::sync::SyncError) -> Self {
+        use vitalcore::sync::SyncError as S;
+        let reason = e.to_string();
+        match e {
+            S::NoEndpoint | S::NotEnrolled | S::Config(_) | S::WrongRegion { .. } => {
+                Self::NotConfigured { reason }
+            }
+            S::Unauthorized => Self::Unauthorized { reason },
+            S::Unavailable { retry_after_ms } => Self::Network {
+                reason,
+                retry_after_ms: Some(retry_after_ms),
+            },
+            S::Network(_) | S::HeldByPolicy => Self::Network {
+                reason,
+                retry_after_ms: None,
+            },
+            S::ModelNotFound => Self::NotFound { reason },
+            S::Store(s) => s.into(),
+            S::Privacy(p) => p.into(),
+        }
+    }
+}
+
+/// A purpose without upload meaning is the caller's input; a record that cannot be prepared
+/// is the store's problem (it is quarantined, never sent).
+impl From<vitalcore::privacy::PrivacyError> for VitalcoreError {
+    fn from(e: vitalcore::privacy::PrivacyError) -> Self {
+        use vitalcore::privacy::PrivacyError as P;
+        let reason = e.to_string();
+        match e {
+            P::UnknownPurpose => Self::InvalidInput { reason },
+            P::Store(s) => s.into(),
+            P::MalformedRecord | P::NoFeatures => Self::Storage { reason },
         }
     }
 }

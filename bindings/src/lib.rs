@@ -21,6 +21,7 @@ mod records;
 mod samples;
 #[cfg(feature = "testing")]
 mod testing;
+mod user;
 
 pub use analysis::{
     analyze_accel, analyze_cardiac, analyze_cardiac_async, analyze_cardiac_f64le, Analysis,
@@ -37,3 +38,6 @@ pub use records::{
     StoredCheck, Timings,
 };
 pub use samples::{validate_batch, validate_batch_f64le, BatchSummary};
+pub use user::{
+    Consent, Consents, DeletionReport, ServerErasure, SyncOptions, SyncOutcome, SyncReport,
+};

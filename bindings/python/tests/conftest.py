@@ -1,9 +1,17 @@
-"""Shared fixtures: keys and the recordings `make data` fetched."""
+"""Shared fixtures: keys, the recordings `make data` fetched, and a real vitalcore-server."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import re
+import secrets
+import subprocess
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -39,3 +47,108 @@ def recordings_dir() -> Path:
     if not any(rec.glob("*.csv")):
         pytest.fail(f"no recordings in {rec}: run `make data` first")
     return rec
+
+
+class Server:
+    """The real ``vitalcore-server`` binary on 127.0.0.1:0 with a temporary SQLite data dir.
+
+    The port is the one the server reports in its ``listening`` log line; enrollment and
+    admin tokens are random per run. Output goes to a file in the data dir (a pipe nobody
+    drains would block the server).
+    """
+
+    REGION = "eu"
+
+    def __init__(self, binary: Path, data_dir: Path) -> None:
+        self.enrollment_token = secrets.token_hex(24)
+        self.admin_token = secrets.token_hex(24)
+        self.log_path = data_dir / "server.log"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("VITALCORE_")}
+        env.update(
+            VITALCORE_ENROLLMENT_TOKENS=self.enrollment_token,
+            VITALCORE_ADMIN_TOKEN=self.admin_token,
+            RUST_LOG="info",
+        )
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                [str(binary), "serve", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0",
+                 "--data-dir", str(data_dir), "--region", self.REGION],
+                stdout=log, stderr=subprocess.STDOUT, env=env,
+            )
+        deadline = time.monotonic() + 60
+        api = None
+        while api is None and time.monotonic() < deadline and self.process.poll() is None:
+            m = re.search(r'"message":"listening".*"api":"([^"]+)"', self.log_path.read_text())
+            api = m.group(1) if m else None
+            if api is None:
+                time.sleep(0.02)
+        if api is None:
+            self.stop()
+            pytest.fail(f"vitalcore-server did not report its address; log:\n{self.log()}")
+        self.url = f"http://{api}"
+        while time.monotonic() < deadline:
+            try:
+                if self.request("GET", "/readyz")[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        pytest.fail(f"vitalcore-server at {self.url} was not ready; log:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+    def request(self, method: str, path: str, body: object = None, bearer: str | None = None) -> tuple[int, bytes]:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.url + path, data=data, method=method)
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        if bearer is not None:
+            req.add_header("Authorization", f"Bearer {bearer}")
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                return resp.status, resp.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+
+    def partner_records(self, study: str, features: list[str]) -> list[dict]:
+        """Every record of ``study`` as a partner app reads it (key scoped to ``features``)."""
+        status, body = self.request(
+            "POST", "/v1/admin/partner-keys", {"studies": [study], "features": features, "records": True},
+            bearer=self.admin_token,
+        )
+        assert status == 201, body
+        key = json.loads(body)["api_key"]
+        records: list[dict] = []
+        cursor = 0
+        while True:
+            status, body = self.request("GET", f"/v1/partner/records?study={study}&limit=500&cursor={cursor}", bearer=key)
+            assert status == 200, body
+            page = json.loads(body)
+            records.extend(page["records"])
+            if page["next_cursor"] is None:
+                return records
+            cursor = page["next_cursor"]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One real server for the session; the binary comes from ``VITALCORE_SERVER_BIN``
+    (set by ``make test-bindings-python``, which builds it) or the workspace's debug build."""
+    default = Path(__file__).resolve().parents[3] / "target" / "debug" / "vitalcore-server"
+    binary = Path(os.environ.get("VITALCORE_SERVER_BIN", default))
+    if not os.access(binary, os.X_OK):
+        pytest.fail(f"{binary} is missing: run `make server-bin` (or `make test-bindings-python`)")
+    s = Server(binary, tmp_path_factory.mktemp("server"))
+    yield s
+    s.stop()

@@ -6,6 +6,8 @@ exception other than the documented ones fails the test.
 from __future__ import annotations
 
 import asyncio
+import json
+import socket
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -104,7 +106,15 @@ ENGINE_ERRORS = (
     VitalcoreError.NotFound,
     VitalcoreError.Backpressure,
     VitalcoreError.Interrupted,
+    # sync_now on an engine with no endpoint.
+    VitalcoreError.NotConfigured,
 )
+purposes = st.one_of(
+    st.sampled_from(["research", "model_training", "partner_sharing", "research_study_1", "research_", "Research"]),
+    st.text(max_size=40),
+)
+u32 = st.integers(0, 2**32 - 1)
+u64 = st.integers(0, 2**64 - 1)
 kinds = st.sampled_from(list(vitalcore.CheckKind))
 channels = st.one_of(st.sampled_from(["ppg", "ecg", "accel_x", "accel_y", "accel_z"]), st.text(max_size=40))
 times = st.one_of(floats, st.sampled_from([0.0, 1.7e9, -1.0, 1e18]))
@@ -123,6 +133,14 @@ engine_ops = st.one_of(
     st.tuples(st.just("labels"), ids),
     st.tuples(st.just("delete"), ids),
     st.tuples(st.just("interrupt")),
+    st.tuples(st.just("consent"), purposes, st.text(max_size=40)),
+    st.tuples(st.just("revoke"), purposes),
+    st.tuples(st.just("consents")),
+    st.tuples(st.just("sync_options"), st.text(max_size=40), st.text(max_size=40), i64, u32, u32, u64, u64, u64, st.booleans()),
+    st.tuples(st.just("conditions"), st.booleans(), st.booleans()),
+    st.tuples(st.just("sync")),
+    st.tuples(st.just("export")),
+    st.tuples(st.just("delete_my_data")),
 )
 
 
@@ -163,6 +181,37 @@ def test_engine_api(tmp_path_factory, kind, ops) -> None:  # type: ignore[no-unt
                     engine.delete_check(args[0])
                 elif name == "interrupt":
                     engine.interrupt()
+                elif name == "consent":
+                    c = engine.grant_consent(args[0], args[1])
+                    assert c.granted and c.purpose == args[0]
+                elif name == "revoke":
+                    assert not engine.revoke_consent(args[0]).granted
+                elif name == "consents":
+                    c = engine.consents()
+                    assert len(c.current) <= len(c.history)
+                elif name == "sync_options":
+                    token, study, granularity, records, attempts, base, cap, timeout, wifi = args
+                    opts = (
+                        vitalcore.SyncOptions()
+                        .enrollment_token(token)
+                        .study(study)
+                        .time_granularity_s(granularity)
+                        .max_records(records)
+                        .max_attempts(attempts)
+                        .backoff_ms(base, cap)
+                        .timeout_ms(timeout)
+                        .wifi_only(wifi)
+                    )
+                    engine.set_sync_options(opts)
+                elif name == "conditions":
+                    engine.set_device_conditions(*args)
+                elif name == "sync":
+                    asyncio.run(engine.sync_now())
+                elif name == "export":
+                    assert json.loads(engine.export_my_data())["format"] == "vitalcore-export"
+                elif name == "delete_my_data":
+                    r = asyncio.run(engine.delete_my_data())
+                    assert r.server == vitalcore.ServerErasure.NOT_NEEDED(), "never enrolled"
             except ENGINE_ERRORS:
                 pass
         for cap in captures:
@@ -174,3 +223,35 @@ def test_engine_api(tmp_path_factory, kind, ops) -> None:  # type: ignore[no-unt
 
 def kind_channel(kind: vitalcore.CheckKind) -> str:
     return {vitalcore.CheckKind.PPG_RHYTHM: "ppg", vitalcore.CheckKind.ECG_RHYTHM: "ecg"}.get(kind, "accel_x")
+
+
+# Sync settings from random text: no endpoint here has a scheme or a port separator (no
+# ':'), so no request can reach a name server; the dead endpoint is a closed local port.
+def _dead_endpoint() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+endpoints = st.one_of(st.text(max_size=40).filter(lambda t: ":" not in t), st.builds(_dead_endpoint))
+
+
+@settings(max_examples=40, deadline=None)
+@given(endpoint=endpoints, region=st.text(max_size=10), token=st.one_of(st.none(), st.text(max_size=40)))
+def test_sync_with_random_settings(tmp_path_factory, endpoint: str, region: str, token) -> None:  # type: ignore[no-untyped-def]
+    config = vitalcore.EngineConfig(str(tmp_path_factory.mktemp("s"))).sync_endpoint(endpoint).sync_region(region)
+    try:
+        engine = vitalcore.Engine.open(config, StaticKey())
+    except VitalcoreError.InvalidInput:
+        return  # the config itself was refused, which is a typed answer too
+    try:
+        opts = vitalcore.SyncOptions().max_attempts(1).backoff_ms(1, 2).timeout_ms(2000)
+        engine.set_sync_options(opts if token is None else opts.enrollment_token(token))
+        try:
+            asyncio.run(engine.sync_now())
+            raise AssertionError("nothing listens at any of these endpoints")
+        except (VitalcoreError.NotConfigured, VitalcoreError.Network, VitalcoreError.InvalidInput):
+            pass
+        assert engine.pending_erasures() == 0
+    finally:
+        engine.shutdown()

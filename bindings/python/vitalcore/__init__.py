@@ -3,11 +3,14 @@
 Everything here is the generated uniffi binding of the Rust crate ``vitalcore-ffi``
 (module ``vitalcore.vitalcore_ffi``), re-exported, plus :mod:`vitalcore.recordings` for
 running the analysis over a folder of recordings, and :mod:`vitalcore.engine` (``open_engine``
-context manager, ``check_folder``: the engine's own check pipeline over a folder).
+context manager, ``check_folder``: the engine's own check pipeline over a folder; consent
+purposes in ``Purpose``; ``await engine.sync_now()``, ``engine.export_my_data()`` and
+``await engine.delete_my_data()`` for the user's rights).
 
 Errors are :class:`VitalcoreError` subclasses (``VitalcoreError.InvalidInput``,
 ``.Storage``, ``.Crypto``, ``.Network``, ``.ModelRejected``, ``.ConsentRequired``,
-``.Interrupted``, ``.Closed``, ``.NotFound``, ``.Backpressure``, ``.Internal``); a bug inside the native library raises
+``.Interrupted``, ``.Closed``, ``.NotFound``, ``.Backpressure``, ``.NotConfigured``,
+``.Unauthorized``, ``.Internal``); a bug inside the native library raises
 :class:`InternalError`, it never crashes the interpreter.
 """
 from __future__ import annotations
@@ -18,15 +21,22 @@ from ._native.vitalcore_ffi import (
     CaptureStats,
     CheckKind,
     CheckResult,
+    Consent,
+    Consents,
+    DeletionReport,
     Engine,
     EngineConfig,
     Label,
     PredictionOutcome,
     QualityReport,
     RawSamples,
+    ServerErasure,
     Session,
     Capture,
     StoredCheck,
+    SyncOptions,
+    SyncOutcome,
+    SyncReport,
     Timings,
     open_engine_async,
     CardiacSignal,
@@ -52,7 +62,7 @@ from ._native.vitalcore_ffi import (
     version_info,
 )
 from .samples import pack_f64le
-from .engine import EphemeralKey, check_folder, open_engine, push_recording, run_check
+from .engine import EphemeralKey, Purpose, check_folder, open_engine, push_recording, run_check
 from .recordings import Recording, analyze_folder, analyze_recording, load_recording
 
 __version__: str = version_info().sdk_version
@@ -61,18 +71,26 @@ __all__ = [
     "CaptureStats",
     "CheckKind",
     "CheckResult",
+    "Consent",
+    "Consents",
+    "DeletionReport",
     "Engine",
     "EngineConfig",
     "Label",
     "PredictionOutcome",
     "QualityReport",
     "RawSamples",
+    "ServerErasure",
     "Session",
     "Capture",
     "StoredCheck",
+    "SyncOptions",
+    "SyncOutcome",
+    "SyncReport",
     "Timings",
     "open_engine_async",
     "EphemeralKey",
+    "Purpose",
     "check_folder",
     "open_engine",
     "push_recording",

@@ -36,6 +36,22 @@ _KINDS = {"ppg": CheckKind.PPG_RHYTHM, "ecg": CheckKind.ECG_RHYTHM, "accel": Che
 _CHANNELS = {"ppg": ["ppg"], "ecg": ["ecg"], "accel": ["accel_x", "accel_y", "accel_z"]}
 
 
+class Purpose:
+    """Consent purposes the engine uploads for (``engine.grant_consent(Purpose.RESEARCH, "v1")``)."""
+
+    #: The app's own research study (``SyncOptions.study``).
+    RESEARCH = "research"
+    #: Training the models the app ships.
+    MODEL_TRAINING = "model_training"
+    #: Sharing with partner apps through the partner API.
+    PARTNER_SHARING = "partner_sharing"
+
+    @staticmethod
+    def research(study: str) -> str:
+        """A named research study (``[a-z0-9_]``)."""
+        return f"research_{study}"
+
+
 class EphemeralKey(KeyProvider):
     """A random root key held in memory, for throwaway engines (batch runs, tests).
 

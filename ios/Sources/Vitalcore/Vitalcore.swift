@@ -13,7 +13,8 @@ public typealias FeatureInfo = VitalcoreFFI.FeatureInfo
 public typealias KeyProvider = VitalcoreFFI.KeyProvider
 public typealias VersionInfo = VitalcoreFFI.VersionInfo
 /// Every failure: `.InvalidInput`, `.Storage`, `.Crypto`, `.Network`, `.ModelRejected`,
-/// `.ConsentRequired`, `.Interrupted`, `.Internal`.
+/// `.ConsentRequired`, `.Interrupted`, `.Closed`, `.NotFound`, `.Backpressure`,
+/// `.NotConfigured`, `.Unauthorized`, `.Internal`.
 public typealias VitalcoreError = VitalcoreFFI.VitalcoreError
 
 public enum Vitalcore {

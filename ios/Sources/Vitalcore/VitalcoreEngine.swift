@@ -12,6 +12,24 @@ public typealias StoredCheck = VitalcoreFFI.StoredCheck
 public typealias Label = VitalcoreFFI.Label
 public typealias CaptureStats = VitalcoreFFI.CaptureStats
 public typealias EngineConfig = VitalcoreFFI.EngineConfig
+public typealias SyncOptions = VitalcoreFFI.SyncOptions
+public typealias SyncOutcome = VitalcoreFFI.SyncOutcome
+public typealias Consent = VitalcoreFFI.Consent
+public typealias Consents = VitalcoreFFI.Consents
+public typealias DeletionReport = VitalcoreFFI.DeletionReport
+public typealias ServerErasure = VitalcoreFFI.ServerErasure
+
+/// Consent purposes the engine uploads for.
+public enum Purpose {
+    /// The app's own research study (`SyncOptions.study`).
+    public static let research = "research"
+    /// Training the models the app ships.
+    public static let modelTraining = "model_training"
+    /// Sharing with partner apps through the partner API.
+    public static let partnerSharing = "partner_sharing"
+    /// A named research study (`[a-z0-9_]`).
+    public static func research(study: String) -> String { "research_\(study)" }
+}
 
 /// The engine. Open once, share, `shutdown()` when done. Failures are `VitalcoreError`
 /// (`.InvalidInput`, `.Crypto` for a wrong key, `.Closed`, `.NotFound`, `.Backpressure`, ...).
@@ -60,6 +78,49 @@ public final class VitalcoreEngine: @unchecked Sendable {
     /// Deletes a check with its labels and pending upload.
     public func deleteCheck(_ id: String) throws -> Bool {
         try raw.deleteCheck(id: id)
+    }
+
+    /// Sync settings (enrollment token, study, Wi-Fi / charging policy, batching, retries).
+    public func setSyncOptions(_ options: SyncOptions) {
+        raw.setSyncOptions(options: options)
+    }
+
+    /// Reports Wi-Fi and charging state for the Wi-Fi-only / charging-only options.
+    public func setDeviceConditions(wifi: Bool, charging: Bool) {
+        raw.setDeviceConditions(wifi: wifi, charging: charging)
+    }
+
+    /// Records consent to `purpose` (see `Purpose`); `.InvalidInput` for a purpose with no
+    /// upload meaning.
+    public func grantConsent(_ purpose: String, policyVersion: String) throws -> Consent {
+        try raw.grantConsent(purpose: purpose, policyVersion: policyVersion)
+    }
+
+    /// Withdraws consent at once, locally: no more uploads for it, queued records erased,
+    /// server erasure queued for the next sync.
+    public func revokeConsent(_ purpose: String) throws -> Consent {
+        try raw.revokeConsent(purpose: purpose)
+    }
+
+    /// Latest decision per purpose and the full history.
+    public func consents() throws -> Consents {
+        try raw.consents()
+    }
+
+    /// Delivers pending erasure requests, then uploads the consented outbox (each record
+    /// once); enrolls on first use. `.NotConfigured`, `.Unauthorized`, `.Network` (retry later).
+    public func syncNow() async throws -> SyncOutcome {
+        try await raw.syncNow()
+    }
+
+    /// Every record of the user as JSON (format `vitalcore-export`, version 1).
+    public func exportMyData() async throws -> String {
+        try await raw.exportMyDataAsync()
+    }
+
+    /// Deletes all of the user's data locally (keys destroyed), then asks the server to erase it.
+    public func deleteMyData() async throws -> DeletionReport {
+        try await raw.deleteMyData()
     }
 
     /// Stops operations in progress at their next step, committing nothing.

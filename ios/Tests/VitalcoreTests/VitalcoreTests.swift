@@ -58,4 +58,23 @@ final class VitalcoreTests: XCTestCase {
         let hr = a.features.first { $0.name == "hr_mean" }?.value
         XCTAssertEqual(hr ?? 0, 72, accuracy: 0.5)
     }
+    func testSyncWithoutAnEndpointIsNotConfiguredAndAnUnknownPurposeIsInvalid() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent(UUID().uuidString)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let engine = try await VitalcoreEngine.open(EngineConfig(dataDir: dir.path), keys: ClosureKeyProvider { self.key })
+        do {
+            _ = try await engine.syncNow()
+            XCTFail("expected NotConfigured")
+        } catch VitalcoreError.NotConfigured {
+        } catch {
+            XCTFail("\(error)")
+        }
+        XCTAssertThrowsError(try engine.grantConsent("advertising", policyVersion: "v1")) { error in
+            guard case VitalcoreError.InvalidInput = error else { return XCTFail("\(error)") }
+        }
+        let granted = try engine.grantConsent(Purpose.research, policyVersion: "v1")
+        XCTAssertTrue(granted.granted)
+        XCTAssertEqual(try engine.consents().current.map(\.purpose), [Purpose.research])
+        try await engine.shutdown()
+    }
 }

@@ -21,7 +21,8 @@ import dev.vitalcore.ffi.versionInfo
  * (package `dev.vitalcore.ffi`), adding only Kotlin idiom (lambdas, `DoubleArray`, `suspend`).
  *
  * Every failure is a [VitalcoreException] subclass (`InvalidInput`, `Storage`, `Crypto`,
- * `Network`, `ModelRejected`, `ConsentRequired`, `Interrupted`, `Internal`); a bug inside the
+ * `Network`, `ModelRejected`, `ConsentRequired`, `Interrupted`, `Closed`, `NotFound`, `Backpressure`,
+ * `NotConfigured`, `Unauthorized`, `Internal`); a bug inside the
  * native library arrives as `dev.vitalcore.ffi.InternalException`, never as a crash.
  */
 object Vitalcore {

@@ -4,12 +4,17 @@ import dev.vitalcore.ffi.Capture
 import dev.vitalcore.ffi.CaptureStats
 import dev.vitalcore.ffi.CheckKind
 import dev.vitalcore.ffi.CheckResult
+import dev.vitalcore.ffi.Consent
+import dev.vitalcore.ffi.Consents
+import dev.vitalcore.ffi.DeletionReport
 import dev.vitalcore.ffi.Engine
 import dev.vitalcore.ffi.EngineConfig
 import dev.vitalcore.ffi.KeyProvider
 import dev.vitalcore.ffi.Label
 import dev.vitalcore.ffi.Session
 import dev.vitalcore.ffi.StoredCheck
+import dev.vitalcore.ffi.SyncOptions
+import dev.vitalcore.ffi.SyncOutcome
 import dev.vitalcore.ffi.VitalcoreException
 import dev.vitalcore.ffi.openEngineAsync
 import kotlinx.coroutines.delay
@@ -60,6 +65,45 @@ class VitalcoreEngine private constructor(val raw: Engine) : AutoCloseable {
     /** Deletes a check with its labels and pending upload; whether it existed. */
     fun deleteCheck(id: String): Boolean = raw.deleteCheck(id)
 
+    /** Sync settings (enrollment token, study, Wi-Fi / charging policy, batching, retries). */
+    fun setSyncOptions(options: SyncOptions) = raw.setSyncOptions(options)
+
+    /** Reports Wi-Fi and charging state for the Wi-Fi-only / charging-only options. */
+    fun setDeviceConditions(wifi: Boolean, charging: Boolean) = raw.setDeviceConditions(wifi, charging)
+
+    /**
+     * Records consent to [purpose] (see [Purposes]) under consent text [policyVersion].
+     * @throws VitalcoreException.InvalidInput for a purpose with no upload meaning.
+     */
+    fun grantConsent(purpose: String, policyVersion: String): Consent = raw.grantConsent(purpose, policyVersion)
+
+    /** Withdraws consent at once, locally: no more uploads for it, queued records erased, server erasure queued. */
+    fun revokeConsent(purpose: String): Consent = raw.revokeConsent(purpose)
+
+    /** Latest decision per purpose and the full history. */
+    val consents: Consents get() = raw.consents()
+
+    /** Erasure requests not yet confirmed by the server. */
+    val pendingErasures: Long get() = raw.pendingErasures().toLong()
+
+    /**
+     * Delivers pending erasure requests, then uploads the consented outbox (each record once);
+     * enrolls the device on first use. Runs off the caller's thread.
+     * @throws VitalcoreException.NotConfigured no endpoint/region or enrollment token, or an endpoint of another region.
+     * @throws VitalcoreException.Unauthorized the server refused the enrollment token or credential.
+     * @throws VitalcoreException.Network unreachable or overloaded server; retry later (`retryAfterMs` when known).
+     */
+    suspend fun syncNow(): SyncOutcome = raw.syncNow()
+
+    /** Every record of the user as JSON (format `vitalcore-export`, version 1), off the caller's thread. */
+    suspend fun exportMyData(): String = raw.exportMyDataAsync()
+
+    /** [exportMyData], blocking. */
+    fun exportMyDataBlocking(): String = raw.exportMyData()
+
+    /** Deletes all of the user's data locally (keys destroyed), then asks the server to erase it. */
+    suspend fun deleteMyData(): DeletionReport = raw.deleteMyData()
+
     /** Stops operations in progress at their next step, committing nothing. */
     fun interrupt() = raw.interrupt()
 
@@ -71,6 +115,21 @@ class VitalcoreEngine private constructor(val raw: Engine) : AutoCloseable {
         raw.shutdown()
         raw.close()
     }
+}
+
+/** Consent purposes the engine uploads for. */
+object Purposes {
+    /** The app's own research study (`SyncOptions.study`). */
+    const val RESEARCH = "research"
+
+    /** Training the models the app ships. */
+    const val MODEL_TRAINING = "model_training"
+
+    /** Sharing with partner apps through the partner API. */
+    const val PARTNER_SHARING = "partner_sharing"
+
+    /** A named research study (`[a-z0-9_]`). */
+    fun research(study: String): String = "research_$study"
 }
 
 /** One health check in progress. `close()` cancels it unless it was finished. */
@@ -132,28 +191,34 @@ class CaptureStream internal constructor(private val engine: VitalcoreEngine, va
 
     /**
      * Stored windows of this capture's kind starting at or after [fromMs], as they appear
-     * (polled every [pollMs]); completes after the capture is closed and drained.
+     * (the store is polled every [pollMs]); completes once the capture is stopped or closed
+     * and every window it queued has been emitted. Cancelling the collector does not stop
+     * the capture.
      */
     fun windowResults(kind: CheckKind, fromMs: Long, pollMs: Long = 50): Flow<StoredCheck> = flow {
         val seen = HashSet<String>()
         while (true) {
-            val closed = raw.stats().let { it.pending == 0uL } && isClosed
+            // Read before listing: `stop()` sets it only after the queue is drained, so the
+            // listing that follows holds every window; the handle itself is never touched
+            // here, as it may already be released.
+            val stopped = isStopped
             for (w in engine.windows(fromMs, Long.MAX_VALUE, kind)) {
                 if (seen.add(w.id)) emit(w)
             }
-            if (closed) return@flow
+            if (stopped) return@flow
             delay(pollMs)
         }
     }
 
     @Volatile
-    private var isClosed = false
+    private var isStopped = false
 
-    /** Stops after the queued windows are stored; final counters. */
-    fun stop(): CaptureStats = raw.stop().also { isClosed = true }
+    /** Stops after the queued windows are stored; final counters. Idempotent. */
+    fun stop(): CaptureStats = raw.stop().also { isStopped = true }
 
+    /** Stops the capture (as [stop]) and releases the handle. Idempotent. */
     override fun close() {
-        stop()
+        if (!isStopped) stop()
         raw.close()
     }
 }

@@ -1,0 +1,166 @@
+"""Consent, sync, export and deletion through the wheel against the real vitalcore-server,
+on checks of a real recording. What arrived is read back through the server's partner API."""
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from pathlib import Path
+
+import pytest
+
+import vitalcore
+from vitalcore import CheckKind, EngineConfig, Purpose, ServerErasure, SyncOptions, VitalcoreError
+
+from conftest import Server, StaticKey
+
+T0 = 1_764_001_234.5
+
+
+def _minutes(recordings_dir: Path, n: int) -> list[list[float]]:
+    x = vitalcore.load_recording(recordings_dir / "heartpy_data3.csv").channels[0]
+    assert len(x) >= n * 6000, "heartpy data3 is shorter than expected"
+    return [list(x[i * 6000 : (i + 1) * 6000]) for i in range(n)]
+
+
+def _checks(engine: vitalcore.Engine, pieces: list[list[float]], first_hour: int) -> list[float]:
+    """One 60 s PPG check per piece, an hour apart; their hr_mean values."""
+    out = []
+    for i, x in enumerate(pieces):
+        s = engine.start_check(CheckKind.PPG_RHYTHM)
+        s.push_samples_f64le("ppg", T0 + (first_hour + i) * 3600.0, 100.0, vitalcore.pack_f64le(x))
+        out.append(s.finish().check.features["hr_mean"])
+    return out
+
+
+def _config(path: Path, endpoint: str) -> EngineConfig:
+    return (
+        EngineConfig(str(path))
+        .sync_endpoint(endpoint)
+        .sync_region(Server.REGION)
+        .outbox_purpose(Purpose.PARTNER_SHARING)
+    )
+
+
+def _options(server: Server, study: str) -> SyncOptions:
+    return (
+        SyncOptions()
+        .enrollment_token(server.enrollment_token)
+        .study(study)
+        .max_attempts(2)
+        .backoff_ms(10, 100)
+        .timeout_ms(5000)
+    )
+
+
+def _dead_endpoint() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+def _hr_on_server(server: Server, study: str) -> list[float]:
+    return sorted(r["features"]["hr_mean"] for r in server.partner_records(study, ["hr_mean"]))
+
+
+def test_consent_gates_uploads_and_records_arrive_once_with_the_devices_values(
+    tmp_path: Path, recordings_dir: Path, server: Server
+) -> None:
+    study = "python_sync"
+    with vitalcore.open_engine(_config(tmp_path, server.url), StaticKey()) as engine:
+        engine.set_sync_options(_options(server, study))
+        hr = _checks(engine, _minutes(recordings_dir, 3), first_hour=0)
+
+        before = asyncio.run(engine.sync_now())
+        assert before.enrolled and before.uploads.records_acked == 0
+        assert _hr_on_server(server, study) == []
+
+        granted = engine.grant_consent(Purpose.PARTNER_SHARING, "policy-2026-11")
+        assert granted.granted and granted.policy_version == "policy-2026-11"
+        assert [(c.purpose, c.granted) for c in engine.consents().current] == [(Purpose.PARTNER_SHARING, True)]
+
+        first = asyncio.run(engine.sync_now())
+        assert not first.enrolled
+        assert first.uploads.records_acked == 3 and first.uploads.bytes_sent > 0
+        # Bit for bit what the device computed (JSON floats round-trip exactly).
+        assert _hr_on_server(server, study) == sorted(hr)
+        assert asyncio.run(engine.sync_now()).uploads.records_acked == 0
+
+        engine.revoke_consent(Purpose.PARTNER_SHARING)
+        assert engine.pending_erasures() == 1
+        _checks(engine, _minutes(recordings_dir, 1), first_hour=10)
+        after = asyncio.run(engine.sync_now())
+        assert after.erasures_delivered == 1 and after.uploads.records_acked == 0
+        assert engine.pending_erasures() == 0
+        assert _hr_on_server(server, study) == []
+        assert [c.granted for c in engine.consents().history] == [True, False]
+
+
+def test_export_holds_every_check_and_deletion_reaches_the_server(
+    tmp_path: Path, recordings_dir: Path, server: Server
+) -> None:
+    study = "python_rights"
+    with vitalcore.open_engine(_config(tmp_path, server.url), StaticKey()) as engine:
+        engine.set_sync_options(_options(server, study))
+        engine.grant_consent(Purpose.PARTNER_SHARING, "v1")
+        hr = _checks(engine, _minutes(recordings_dir, 2), first_hour=0)
+        assert asyncio.run(engine.sync_now()).uploads.records_acked == 2
+
+        export = json.loads(engine.export_my_data())
+        assert export["format"] == "vitalcore-export" and export["version"] == 1
+        assert sorted(c["features"]["hr_mean"] for c in export["checks"]) == sorted(hr)
+        assert [c["purpose"] for c in export["consents"]] == [Purpose.PARTNER_SHARING]
+        assert json.loads(asyncio.run(engine.export_my_data_async()))["checks"] == export["checks"]
+
+        report = asyncio.run(engine.delete_my_data())
+        assert report.keys_destroyed > 0
+        assert isinstance(report.server, ServerErasure.CONFIRMED), report.server
+        assert _hr_on_server(server, study) == []
+        assert engine.checks(0, 2**62, None) == []
+        assert json.loads(engine.export_my_data())["checks"] == []
+
+
+def test_a_deletion_made_offline_is_delivered_by_the_next_sync(
+    tmp_path: Path, recordings_dir: Path, server: Server
+) -> None:
+    study = "python_offline_delete"
+    with vitalcore.open_engine(_config(tmp_path, server.url), StaticKey()) as engine:
+        engine.set_sync_options(_options(server, study))
+        engine.grant_consent(Purpose.PARTNER_SHARING, "v1")
+        _checks(engine, _minutes(recordings_dir, 2), first_hour=0)
+        assert asyncio.run(engine.sync_now()).uploads.records_acked == 2
+    with vitalcore.open_engine(_config(tmp_path, _dead_endpoint()), StaticKey()) as engine:
+        engine.set_sync_options(_options(server, study))
+        report = asyncio.run(engine.delete_my_data())
+        assert isinstance(report.server, ServerErasure.PENDING), report.server
+        assert report.server.requests == engine.pending_erasures() >= 1
+        assert engine.checks(0, 2**62, None) == []
+    assert len(_hr_on_server(server, study)) == 2, "the server still holds them"
+    with vitalcore.open_engine(_config(tmp_path, server.url), StaticKey()) as engine:
+        engine.set_sync_options(_options(server, study))
+        assert asyncio.run(engine.sync_now()).erasures_delivered >= 1
+        assert engine.pending_erasures() == 0
+    assert _hr_on_server(server, study) == []
+
+
+def test_sync_errors_are_actionable(tmp_path: Path, recordings_dir: Path, server: Server) -> None:
+    with vitalcore.open_engine(tmp_path / "a", StaticKey()) as engine:
+        with pytest.raises(VitalcoreError.NotConfigured, match="endpoint"):
+            asyncio.run(engine.sync_now())
+        with pytest.raises(VitalcoreError.InvalidInput):
+            engine.grant_consent("advertising", "v1")
+    with vitalcore.open_engine(_config(tmp_path / "b", server.url), StaticKey()) as engine:
+        with pytest.raises(VitalcoreError.NotConfigured):
+            asyncio.run(engine.sync_now())  # no enrollment token, no credential
+        engine.set_sync_options(SyncOptions().enrollment_token("not-this-server"))
+        with pytest.raises(VitalcoreError.Unauthorized):
+            asyncio.run(engine.sync_now())
+    with vitalcore.open_engine(_config(tmp_path / "c", _dead_endpoint()), StaticKey()) as engine:
+        engine.set_sync_options(_options(server, "python_dead"))
+        engine.grant_consent(Purpose.PARTNER_SHARING, "v1")
+        _checks(engine, _minutes(recordings_dir, 1), first_hour=0)
+        with pytest.raises(VitalcoreError.Network) as err:
+            asyncio.run(engine.sync_now())
+        assert err.value.retry_after_ms is None
+        # Never enrolled: no server holds anything.
+        assert asyncio.run(engine.delete_my_data()).server == ServerErasure.NOT_NEEDED()
