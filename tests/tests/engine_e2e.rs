@@ -891,6 +891,7 @@ async fn model_update_from_the_server_is_verified_installed_and_used() {
     drop(engine);
     let engine = open();
     assert_eq!(served_by(&engine), "2.0.0", "the update survives a restart");
+}
 
 /// Two profiles in one data directory: consent is per subject, so one subject's sync must
 /// leave the other's queue alone.
