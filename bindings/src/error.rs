@@ -234,7 +234,10 @@ impl From<vitalcore::privacy::PrivacyError> for VitalcoreError {
         use vitalcore::privacy::PrivacyError as P;
         let reason = e.to_string();
         match e {
-            P::UnknownPurpose => Self::InvalidInput { reason },
+            P::UnknownPurpose | P::InvalidDp(_) => Self::InvalidInput { reason },
+            // The app's own privacy setting forbids further uploads for the purpose: a
+            // configuration matter (raise the budget or stop syncing it), not a retry.
+            P::BudgetExhausted => Self::NotConfigured { reason },
             P::Store(s) => s.into(),
             P::MalformedRecord | P::NoFeatures => Self::Storage { reason },
         }
