@@ -384,8 +384,17 @@ fn concurrent_predictions_during_swaps_never_fail_or_go_back() {
             let stop = Arc::clone(&stop);
             std::thread::spawn(move || {
                 let mut last = ModelVersion::new(0, 0, 0);
+                let newest = ModelVersion::new(1, 5, 0);
                 let mut n = 0u64;
-                while !stop.load(Ordering::Relaxed) {
+                // Each worker runs until the swaps are over AND it has itself predicted with the
+                // newest model (a fixed sleep lost that race on a loaded host); the deadline
+                // turns a model that never becomes visible into a failure, not a hang.
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+                while !(stop.load(Ordering::Relaxed) && last == newest) {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "the newest model never served this worker (last {last})"
+                    );
                     let p = f
                         .registry
                         .predict(&input())
@@ -408,7 +417,6 @@ fn concurrent_predictions_during_swaps_never_fail_or_go_back() {
             .install(&sign(&f.publisher, &m), &f.artifact, NOW)
             .expect("install during predictions");
     }
-    std::thread::sleep(std::time::Duration::from_millis(50));
     stop.store(true, Ordering::Relaxed);
     for w in workers {
         let (n, last) = w.join().expect("worker did not panic");
