@@ -7,7 +7,7 @@ mod support;
 use proptest::prelude::*;
 use support::{model_bytes, Rng};
 use tract_onnx::prelude::Framework;
-use vitalcore::inference::{inspect, Backend, OnnxModel};
+use vitalcore::inference::{Backend, OnnxModel};
 
 const TOLERANCE: f32 = 1e-5;
 
@@ -26,11 +26,36 @@ fn tree_models() -> Vec<(String, Vec<u8>)> {
     models
 }
 
+/// The hand-built ensembles that use every branch mode, missing-value tracking, and the
+/// `SOFTMAX_ZERO`, `LOGISTIC` and `NONE` post transforms (`make_test_models.py`): checked
+/// against ONNX Runtime only, as tract's own operator is not the reference for these.
+fn mode_models() -> Vec<(String, Vec<u8>)> {
+    ["softmax_zero", "logistic", "none"]
+        .iter()
+        .map(|n| {
+            let name = format!("trees_modes_{n}");
+            let bytes = model_bytes(&name);
+            (name, bytes)
+        })
+        .collect()
+}
+
+/// The declared feature dimension, read from the file (tract cannot parse every model here).
 fn width(bytes: &[u8]) -> usize {
-    let facts = inspect(bytes).expect("inspectable");
-    facts.inputs[0].shape[1]
-        .parse()
-        .expect("fixed feature dimension")
+    use tract_onnx::pb::{tensor_shape_proto::dimension::Value as Dim, type_proto::Value};
+    let proto = tract_onnx::onnx()
+        .proto_model_for_read(&mut &bytes[..])
+        .expect("decodes");
+    let graph = proto.graph.expect("graph");
+    let Some(Value::TensorType(tensor)) =
+        graph.input[0].r#type.as_ref().and_then(|t| t.value.clone())
+    else {
+        panic!("tensor input");
+    };
+    match tensor.shape.expect("shape").dim[1].value {
+        Some(Dim::DimValue(n)) => n as usize,
+        ref other => panic!("fixed feature dimension, got {other:?}"),
+    }
 }
 
 /// Split thresholds per feature, read from the file itself.
@@ -130,6 +155,10 @@ fn tree_ensembles_run_on_the_native_evaluator() {
     assert_eq!(model.onnx().backend(), Backend::NativeTrees);
     assert_eq!(Backend::NativeTrees.as_str(), "native_trees");
 
+    for (name, bytes) in mode_models() {
+        let model = OnnxModel::load(&bytes, &[1, 16], None).expect("loads");
+        assert_eq!(model.backend(), Backend::NativeTrees, "{name}");
+    }
     for (name, shape) in [("mlp16", vec![1, 16]), ("cnn1d", vec![1, 1, 1920])] {
         let model = OnnxModel::load(&model_bytes(name), &shape, None).expect("loads");
         assert_eq!(model.backend(), Backend::Tract, "{name}");
@@ -214,7 +243,7 @@ proptest! {
 #[test]
 fn native_matches_onnx_runtime_at_thresholds_extremes_and_nan() {
     support::init_ort();
-    for (name, bytes) in tree_models() {
+    for (name, bytes) in tree_models().into_iter().chain(mode_models()) {
         let w = width(&bytes);
         let ts = thresholds(&bytes, w);
         let mut session = ort::session::Session::builder()
