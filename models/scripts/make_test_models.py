@@ -14,6 +14,13 @@ Each model is what a real exporter produces for a model family an app developer 
 * ``cnn1d.onnx``          a 1-D CNN over a 30 s window at 64 Hz (1920 samples), built directly
                           with the ``onnx`` helper API: Conv/Relu/Conv/Relu/GlobalAveragePool/
                           Flatten/Gemm/Softmax, fixed random weights, dynamic batch dim.
+* ``trees_modes_*.onnx``  hand-built TreeEnsembleClassifiers (3 classes, 24 depth-3 trees) that
+                          use every branch mode (LEQ, LT, GTE, GT, EQ, NEQ), mixed
+                          ``nodes_missing_value_tracks_true``, thresholds on a coarse grid (so
+                          inputs can sit exactly on them), leaves voting for one to three classes
+                          with weights of both signs; ``_softmax_zero`` without base values,
+                          ``_logistic`` with three, ``_none`` raw sums: no exporter writes these,
+                          they pin ONNX Runtime's semantics for the SDK's native tree evaluator.
 * ``zipmap.onnx``         a LogisticRegression exported with the default ZipMap output (a
                           sequence of maps), which the SDK refuses by operator name.
 * ``gbdt_regressor.onnx`` a GradientBoostingRegressor (TreeEnsembleRegressor), also refused by
@@ -97,6 +104,75 @@ def cnn1d(seed: int) -> onnx.ModelProto:
     return model
 
 
+def tree_modes(seed: int, post: str, base: bool) -> onnx.ModelProto:
+    rng = np.random.default_rng(seed)
+    modes = ["BRANCH_LEQ", "BRANCH_LT", "BRANCH_GTE", "BRANCH_GT", "BRANCH_EQ", "BRANCH_NEQ"]
+    grid = np.array([-1.0, -0.5, 0.0, 0.5, 1.0], dtype=np.float32)
+    a = {k: [] for k in ["treeids", "nodeids", "featureids", "values", "modes", "true", "false", "missing"]}
+    votes = {k: [] for k in ["treeids", "nodeids", "ids", "weights"]}
+    for tree in range(24):
+        # Depth 3, complete: nodes 0..6 branch, 7..14 leaves (children of i: 2i+1, 2i+2).
+        for node in range(15):
+            a["treeids"].append(tree)
+            a["nodeids"].append(node)
+            if node < 7:
+                a["featureids"].append(int(rng.integers(N_FEATURES)))
+                a["values"].append(float(rng.choice(grid)))
+                a["modes"].append(modes[int(rng.integers(len(modes)))])
+                a["true"].append(2 * node + 1)
+                a["false"].append(2 * node + 2)
+                a["missing"].append(int(rng.integers(2)))
+            else:
+                a["featureids"].append(0)
+                a["values"].append(0.0)
+                a["modes"].append("LEAF")
+                a["true"].append(0)
+                a["false"].append(0)
+                a["missing"].append(0)
+                for cls in sorted(rng.choice(3, size=int(rng.integers(1, 4)), replace=False)):
+                    votes["treeids"].append(tree)
+                    votes["nodeids"].append(node)
+                    votes["ids"].append(int(cls))
+                    votes["weights"].append(float(rng.normal(0.0, 0.4)))
+    attrs = dict(
+        classlabels_int64s=[3, 5, 7],
+        nodes_treeids=a["treeids"],
+        nodes_nodeids=a["nodeids"],
+        nodes_featureids=a["featureids"],
+        nodes_values=a["values"],
+        nodes_modes=a["modes"],
+        nodes_truenodeids=a["true"],
+        nodes_falsenodeids=a["false"],
+        nodes_missing_value_tracks_true=a["missing"],
+        class_treeids=votes["treeids"],
+        class_nodeids=votes["nodeids"],
+        class_ids=votes["ids"],
+        class_weights=votes["weights"],
+        post_transform=post,
+    )
+    if base:
+        attrs["base_values"] = [0.1, -0.2, 0.05]
+    node = helper.make_node(
+        "TreeEnsembleClassifier", ["X"], ["label", "probabilities"], domain="ai.onnx.ml", **attrs
+    )
+    graph = helper.make_graph(
+        [node],
+        "tree_modes",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["N", N_FEATURES])],
+        [
+            helper.make_tensor_value_info("label", TensorProto.INT64, ["N"]),
+            helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 3]),
+        ],
+    )
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 3)],
+        producer_name="vitalcore-models",
+    )
+    model.ir_version = 8
+    return model
+
+
 def build(out: Path) -> list[dict]:
     out.mkdir(parents=True, exist_ok=True)
     models = []
@@ -124,6 +200,12 @@ def build(out: Path) -> list[dict]:
     save("rf_binary", sk(rf, x), [1, N_FEATURES], "probabilities", "RandomForestClassifier binary, 30 trees")
 
     save("cnn1d", cnn1d(3), [1, 1, CNN_LEN], "probabilities", "1-D CNN over 30 s at 64 Hz")
+
+    for i, (suffix, post, base) in enumerate(
+        [("softmax_zero", "SOFTMAX_ZERO", False), ("logistic", "LOGISTIC", True), ("none", "NONE", False)]
+    ):
+        save(f"trees_modes_{suffix}", tree_modes(10 + i, post, base), [1, N_FEATURES], "probabilities",
+             f"hand-built tree ensemble, every branch mode, {post}")
 
     lr = LogisticRegression(max_iter=500).fit(x, y)
     save("zipmap", sk(lr, x, zipmap=True), [1, N_FEATURES], "output_probability", "LogisticRegression with ZipMap")

@@ -1,7 +1,9 @@
-//! `make bench` (inference part): tract through `vitalcore::inference` against ONNX Runtime
-//! (the `ort` crate on the library from the pinned onnxruntime wheel), same process, same
-//! inputs, single thread. Per model: median and p99 latency per prediction, cold start (bytes to
-//! first prediction), and live-heap growth over many predictions (counting allocator).
+//! `make bench` (inference part): `vitalcore::inference::OnnxModel` (the native tree evaluator
+//! for tree ensembles, tract for the rest) against ONNX Runtime (the `ort` crate on the library
+//! from the pinned onnxruntime wheel), same process, same inputs, single thread. Per model:
+//! median and p99 latency per prediction, cold start (bytes to first prediction), and live-heap
+//! growth over many predictions (counting allocator). For models on the native evaluator the
+//! tract path (`OnnxModel::load_tract`) is timed in the same loop, to show what it replaced.
 //!
 //! Environment: `ORT_DYLIB_PATH` (required), `VITALCORE_CACHE` (test models),
 //! `BENCH_ALLOC_PREDICTIONS` (default 1,000,000), `BENCH_ONLY` (substring filter on names).
@@ -14,7 +16,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Instant;
 
 use support::{OrtRef, Rng};
-use vitalcore::inference::OnnxModel;
+use vitalcore::inference::{Backend, OnnxModel};
 
 /// Counts live heap bytes and allocation calls, to show a steady caller does not grow the heap.
 struct Counting;
@@ -110,6 +112,18 @@ fn cases() -> Vec<Case> {
         20_000,
     ));
     cases.push(test_model(
+        "gbdt_multi",
+        "GBDT 3 classes",
+        vec![1, 16],
+        20_000,
+    ));
+    cases.push(test_model(
+        "rf_binary",
+        "random forest, binary",
+        vec![1, 16],
+        20_000,
+    ));
+    cases.push(test_model(
         "cnn1d",
         "1-D CNN, 30 s at 64 Hz",
         vec![1, 1, 1920],
@@ -127,9 +141,9 @@ fn main() {
         .unwrap_or(1_000_000);
     support::init_ort();
     println!(
-        "| model | tract p50 (us) | ORT p50 (us) | p50 ratio tract/ORT | tract p99 (us) | ORT p99 (us) | tract cold start (ms) | ORT cold start (ms) | heap growth over N predictions (bytes) | allocs/prediction |"
+        "| model | evaluator | ours p50 (us) | ORT p50 (us) | p50 ratio ours/ORT | ours p99 (us) | ORT p99 (us) | tract-only p50 (us) | our cold start (ms) | ORT cold start (ms) | heap growth over N predictions (bytes) | allocs/prediction |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for case in cases() {
         let len: usize = case.shape.iter().product();
         let mut rng = Rng::new(42);
@@ -153,6 +167,10 @@ fn main() {
 
         let model = OnnxModel::load(&case.bytes, &case.shape, Some(&[case.output.as_str()]))
             .expect("tract loads");
+        let tract_only = (model.backend() != Backend::Tract).then(|| {
+            OnnxModel::load_tract(&case.bytes, &case.shape, Some(&[case.output.as_str()]))
+                .expect("tract loads")
+        });
         let mut ort = OrtRef::new(&case.bytes);
         let mut out = Vec::with_capacity(64);
         for x in inputs.iter().cycle().take(500) {
@@ -162,6 +180,7 @@ fn main() {
         // Interleaved so both see the same machine load.
         let mut t_tract = Vec::with_capacity(case.timed_runs);
         let mut t_ort = Vec::with_capacity(case.timed_runs);
+        let mut t_tract_only = Vec::with_capacity(case.timed_runs);
         for i in 0..case.timed_runs {
             let x = &inputs[i % inputs.len()];
             let t = Instant::now();
@@ -171,7 +190,18 @@ fn main() {
             let t = Instant::now();
             std::hint::black_box(ort.run(&case.shape, x, &case.output));
             t_ort.push(t.elapsed().as_secs_f64() * 1e6);
+            if let Some(tract) = &tract_only {
+                let t = Instant::now();
+                tract.run_into(x, 0, &mut out).expect("runs");
+                t_tract_only.push(t.elapsed().as_secs_f64() * 1e6);
+                std::hint::black_box(&out);
+            }
         }
+        let tract_only_p50 = if t_tract_only.is_empty() {
+            "same".to_owned()
+        } else {
+            format!("{:.1}", stats(t_tract_only).0)
+        };
         let (tp50, tp99) = stats(t_tract);
         let (op50, op99) = stats(t_ort);
 
@@ -191,8 +221,9 @@ fn main() {
         let growth = LIVE.load(Ordering::Relaxed) - before;
         let per_call = (ALLOCS.load(Ordering::Relaxed) - allocs_before) as f64 / n.max(1) as f64;
         println!(
-            "| {} | {tp50:.1} | {op50:.1} | {:.2} | {tp99:.1} | {op99:.1} | {:.2} | {:.2} | {growth} (N = {n}) | {per_call:.1} |",
+            "| {} | {} | {tp50:.1} | {op50:.1} | {:.2} | {tp99:.1} | {op99:.1} | {tract_only_p50} | {:.2} | {:.2} | {growth} (N = {n}) | {per_call:.1} |",
             case.name,
+            model.backend().as_str(),
             tp50 / op50,
             stats(cold_tract).0,
             stats(cold_ort).0,

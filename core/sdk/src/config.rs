@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::error::{EngineError, Result};
 use crate::signal::accel::ACCEL_SQI_THRESHOLD;
 use crate::signal::quality::SQI_THRESHOLD;
+use crate::store::Durability;
 
 /// File name of the encrypted store inside the data directory.
 pub const STORE_FILE: &str = "vitalcore.db";
@@ -34,6 +35,7 @@ pub struct Config {
     outbox_purpose: String,
     capture_queue: usize,
     builtin_model: bool,
+    durability: Durability,
 }
 
 impl Config {
@@ -52,6 +54,7 @@ impl Config {
             outbox_purpose: "research".to_owned(),
             capture_queue: 4,
             builtin_model: true,
+            durability: Durability::AppCrash,
         }
     }
 
@@ -123,6 +126,23 @@ impl Config {
     pub fn builtin_model(mut self, on: bool) -> Self {
         self.builtin_model = on;
         self
+    }
+
+    /// What a finished check survives once `finish()` returns. Default:
+    /// [`Durability::AppCrash`]: the result and its outbox record are committed to the
+    /// store's write-ahead log in one transaction before `finish()` returns, so killing or
+    /// crashing the app at any later point loses nothing; the log is flushed to stable storage
+    /// by the OS and at checkpoints, so only an OS crash or power loss within that window can
+    /// roll back the latest checks (never half of one). [`Durability::PowerLoss`] makes every
+    /// `finish()` wait for a flush instead (one fsync, milliseconds; see `BENCHMARKS.md`).
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// See [`Config::durability`].
+    pub fn get_durability(&self) -> Durability {
+        self.durability
     }
 
     /// See [`Config::builtin_model`].

@@ -121,7 +121,9 @@ impl Vitalcore {
             .map_err(|_| EngineError::InvalidConfig("outbox purpose must be [a-z0-9_]{1,32}"))?;
         std::fs::create_dir_all(config.data_dir()).map_err(crate::store::StoreError::CannotOpen)?;
         let store = Store::open(
-            StoreConfig::new(config.store_path()).raw_retention(config.get_raw_retention()),
+            StoreConfig::new(config.store_path())
+                .raw_retention(config.get_raw_retention())
+                .durability(config.get_durability()),
             keys,
         )?;
         let models = crate::models_engine::open_registry(&config)?;

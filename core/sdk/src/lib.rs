@@ -35,6 +35,7 @@ pub use kind::{CheckKind, KindSpec};
 pub use models_engine::ModelInfo;
 pub use prediction::{PredictionOutcome, QualityReport};
 pub use session::{CheckResult, CheckSession};
+pub use store::Durability;
 pub use user::{
     Consent, Consents, DataExport, DeletionReport, ExportedCheck, ExportedLabel,
     ExportedPrediction, ExportedQuality, ExportedRaw, ServerErasure, SyncOptions, SyncOutcome,

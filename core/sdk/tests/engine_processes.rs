@@ -23,6 +23,8 @@ use vitalcore::{CheckKind, Config, SampleBatch, Vitalcore};
 const ROLE: &str = "VITALCORE_ENGINE_ROLE";
 const DIR: &str = "VITALCORE_ENGINE_DIR";
 
+/// The engine's default durability (`Durability::AppCrash`, WAL with `synchronous=NORMAL`) is
+/// the one under test: its promise is exactly that an acknowledged check survives a kill.
 fn config(dir: &Path) -> Config {
     Config::new(dir).raw_retention(Some(Duration::from_secs(86_400)))
 }

@@ -4,7 +4,7 @@
 mod support;
 
 use support::{model_bytes, OrtRef, Rng};
-use vitalcore::inference::OnnxModel;
+use vitalcore::inference::{Backend, OnnxModel};
 
 const TOLERANCE: f32 = 1e-5;
 
@@ -16,11 +16,19 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .fold(0.0, f32::max)
 }
 
-/// Runs `n` random inputs through both runtimes and asserts parity on `output`.
+/// Runs `n` random inputs through both runtimes and asserts parity on `output`. A model served
+/// by the native tree evaluator is checked through tract too (`load_tract`), the path any tree
+/// form the native evaluator does not cover takes.
 fn parity(name: &str, shape: &[usize], output: &str, n: usize, scale: f32) -> f32 {
     let bytes = model_bytes(name);
-    let tract = OnnxModel::load(&bytes, shape, Some(&[output]))
-        .unwrap_or_else(|e| panic!("tract loads {name}: {e}"));
+    let mut models = vec![OnnxModel::load(&bytes, shape, Some(&[output]))
+        .unwrap_or_else(|e| panic!("{name} loads: {e}"))];
+    if models[0].backend() == Backend::NativeTrees {
+        models.push(
+            OnnxModel::load_tract(&bytes, shape, Some(&[output]))
+                .unwrap_or_else(|e| panic!("tract loads {name}: {e}")),
+        );
+    }
     let mut ort = OrtRef::new(&bytes);
     let mut rng = Rng::new(0x5eed ^ name.len() as u64);
     let len: usize = shape.iter().product();
@@ -28,14 +36,17 @@ fn parity(name: &str, shape: &[usize], output: &str, n: usize, scale: f32) -> f3
     let mut out = Vec::new();
     for i in 0..n {
         let input = rng.vec(len, scale);
-        tract.run_into(&input, 0, &mut out).expect("tract runs");
         let reference = ort.run(shape, &input, output);
-        let d = max_abs_diff(&out, &reference);
-        assert!(
-            d <= TOLERANCE,
-            "{name}: input #{i}: max abs diff {d:e} > {TOLERANCE:e} (tract {out:?}, ort {reference:?})"
-        );
-        worst = worst.max(d);
+        for model in &models {
+            model.run_into(&input, 0, &mut out).expect("runs");
+            let d = max_abs_diff(&out, &reference);
+            assert!(
+                d <= TOLERANCE,
+                "{name} on {:?}: input #{i}: max abs diff {d:e} > {TOLERANCE:e} (ours {out:?}, ort {reference:?})",
+                model.backend()
+            );
+            worst = worst.max(d);
+        }
     }
     eprintln!("{name}: {n} inputs, max abs diff {worst:e}");
     worst
@@ -53,7 +64,9 @@ fn binary_gradient_boosting_matches_onnx_runtime() {
     parity("gbdt200_binary", &[1, 16], "probabilities", 500, 1.5);
 }
 
-/// Labels too, through every loader path: tract's own binary layout would invert them for the
+/// Labels too, through every loader path: the native tree evaluator (what `load` uses for
+/// these models), and tract with the loader's rewrites (what `load_tract` and any tree form the
+/// native evaluator does not cover use): tract's own binary layout would invert them for the
 /// single-score GBDT; the chunked ensembles compute them with ArgMax + Gather.
 fn labels_match(
     name: &str,
@@ -62,13 +75,14 @@ fn labels_match(
     expect_positives: std::ops::Range<usize>,
 ) {
     let bytes = model_bytes(name);
-    let tract = OnnxModel::load(&bytes, &[1, 16], None).expect("tract loads");
+    let native = OnnxModel::load(&bytes, &[1, 16], None).expect("loads");
+    assert_eq!(native.backend(), Backend::NativeTrees, "{name}");
+    let tract = OnnxModel::load_tract(&bytes, &[1, 16], None).expect("tract loads");
     assert!(
         tract.rewrites().iter().any(|r| r.starts_with(rewrite)),
         "{name}: expected the {rewrite:?} rewrite, got {:?}",
         tract.rewrites()
     );
-    let label_ix = tract.output_index("label").expect("label output");
     support::init_ort();
     let mut session = ort::session::Session::builder()
         .and_then(|b| b.commit_from_memory(&bytes))
@@ -77,7 +91,6 @@ fn labels_match(
     let mut positives = 0;
     for _ in 0..300 {
         let input = rng.vec(16, 1.5);
-        let ours = tract.run_labels(&input, label_ix).expect("tract runs");
         let tensor = ort::value::TensorRef::from_array_view((vec![1i64, 16], input.as_slice()))
             .expect("input tensor");
         let outputs = session
@@ -86,7 +99,11 @@ fn labels_match(
         let (_, reference) = outputs["label"]
             .try_extract_tensor::<i64>()
             .expect("i64 labels");
-        assert_eq!(ours, reference.to_vec(), "{name}");
+        for model in [&native, &tract] {
+            let label_ix = model.output_index("label").expect("label output");
+            let ours = model.run_labels(&input, label_ix).expect("runs");
+            assert_eq!(ours, reference.to_vec(), "{name} on {:?}", model.backend());
+        }
         positives += usize::from(reference[0] == positive);
     }
     assert!(

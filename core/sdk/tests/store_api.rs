@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use store_support::*;
 use vitalcore::store::{
-    AuditAction, BatchFailure, CheckKind, ConsentDecision, HistoryQuery, ModelBundle, OutboxDraft,
-    OutcomeLabel, Purpose, RawWindow, Store, StoreConfig, StoreError, SubjectId,
+    AuditAction, BatchFailure, CheckKind, ConsentDecision, Durability, HistoryQuery, ModelBundle,
+    OutboxDraft, OutcomeLabel, Purpose, RawWindow, Store, StoreConfig, StoreError, SubjectId,
 };
 
 const T0: i64 = 1_764_000_000_000;
@@ -456,6 +456,35 @@ fn pinned_pragmas_hold_on_writer_and_readers() {
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .expect("mode");
     assert_eq!(mode, "wal");
+}
+
+#[test]
+fn app_crash_durability_pins_normal_and_either_mode_reopens_the_other() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let who = subject("durability");
+    let c = check(&who, T0, 3);
+    {
+        let store = Store::open(
+            StoreConfig::new(db_path(dir.path())).durability(Durability::AppCrash),
+            &provider(),
+        )
+        .expect("open app-crash");
+        let sync: i64 = store.raw_writer_for_tests(|conn| {
+            conn.query_row("PRAGMA synchronous", [], |r| r.get(0))
+                .expect("pragma")
+        });
+        assert_eq!(sync, 1, "AppCrash must run with synchronous=NORMAL");
+        store.save_check(&c, None, &[]).expect("save");
+    }
+    // The mode is per connection, not stored in the file: a power-loss store opens it and
+    // pins FULL again.
+    let store = open(dir.path());
+    let sync: i64 = store.raw_writer_for_tests(|conn| {
+        conn.query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .expect("pragma")
+    });
+    assert_eq!(sync, 2);
+    assert_eq!(store.check(&c.id).expect("read"), Some(c));
 }
 
 #[test]

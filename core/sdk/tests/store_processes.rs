@@ -20,16 +20,26 @@ use std::time::{Duration, Instant};
 
 use store_support::*;
 use vitalcore::store::{
-    CheckRecord, HistoryQuery, OutboxDraft, Purpose, RawWindow, RecordId, Store, StoreConfig,
-    SubjectId,
+    CheckRecord, Durability, HistoryQuery, OutboxDraft, Purpose, RawWindow, RecordId, Store,
+    StoreConfig, SubjectId,
 };
 
 const ROLE: &str = "VITALCORE_STORE_ROLE";
 const DIR: &str = "VITALCORE_STORE_DIR";
 const T0: i64 = 1_764_000_000_000;
 
+const DURABILITY: &str = "VITALCORE_STORE_DURABILITY";
+
 fn config(dir: &Path) -> StoreConfig {
-    StoreConfig::new(db_path(dir)).raw_retention(Some(Duration::from_secs(30 * 86_400)))
+    // Writers alternate between the two durability modes: both promise that an acknowledged
+    // write survives SIGKILL (they differ only on power loss, which no test here can cause).
+    let durability = match std::env::var(DURABILITY).as_deref() {
+        Ok("app_crash") => Durability::AppCrash,
+        _ => Durability::PowerLoss,
+    };
+    StoreConfig::new(db_path(dir))
+        .raw_retention(Some(Duration::from_secs(30 * 86_400)))
+        .durability(durability)
 }
 
 /// The record with this sequence number, rebuilt identically by child and parent.
@@ -105,6 +115,14 @@ fn sigkill_harness() {
             .env(ROLE, "writer")
             .env(DIR, dir.path())
             .env("VITALCORE_STORE_START", next.to_string())
+            .env(
+                DURABILITY,
+                if round % 2 == 1 {
+                    "app_crash"
+                } else {
+                    "power_loss"
+                },
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

@@ -8,6 +8,7 @@ use tract_onnx::tract_core::model::typed::TypedSimpleState;
 
 use super::error::InferenceError;
 use super::fixup;
+use super::trees::{self, Port, TreeClassifier};
 
 type Plan = Arc<TypedRunnableModel>;
 
@@ -36,14 +37,47 @@ pub struct OnnxInspection {
     pub rewrites: Vec<String>,
 }
 
+/// Which evaluator runs a loaded model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    /// tract's optimized plan (every model that is not served natively).
+    Tract,
+    /// The SDK's own evaluator for a graph whose work is one ONNX-ML `TreeEnsembleClassifier`:
+    /// flat node tables built once at load, ONNX Runtime's semantics, no allocation per
+    /// prediction.
+    NativeTrees,
+}
+
+impl Backend {
+    /// Short name (`"tract"`, `"native_trees"`), as serialized.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Backend::Tract => "tract",
+            Backend::NativeTrees => "native_trees",
+        }
+    }
+}
+
+enum Exec {
+    Tract {
+        plan: Plan,
+        pool: Mutex<Vec<TypedSimpleState>>,
+    },
+    Trees {
+        trees: TreeClassifier,
+        ports: Vec<Port>,
+    },
+}
+
 /// An ONNX model prepared for inference on one pinned input shape.
 ///
-/// Cheap to share: clone the `Arc` it is usually held in. Each call borrows a reusable
-/// execution state from a small pool, so concurrent callers never wait on each other's
-/// computation and a steady caller allocates no new state per call.
+/// Cheap to share: clone the `Arc` it is usually held in. On tract, each call borrows a
+/// reusable execution state from a small pool, so concurrent callers never wait on each other's
+/// computation and a steady caller allocates no new state per call; the native tree evaluator
+/// holds no per-call state at all.
 pub struct OnnxModel {
-    plan: Plan,
-    pool: Mutex<Vec<TypedSimpleState>>,
+    exec: Exec,
     input_shape: Vec<usize>,
     input_len: usize,
     input: TensorInfo,
@@ -54,6 +88,7 @@ pub struct OnnxModel {
 impl std::fmt::Debug for OnnxModel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OnnxModel")
+            .field("backend", &self.backend())
             .field("input", &self.input)
             .field("outputs", &self.outputs)
             .finish_non_exhaustive()
@@ -150,6 +185,33 @@ fn declared_io(proto: &tract_onnx::pb::ModelProto) -> (Vec<TensorInfo>, Vec<Tens
     (inputs, outputs)
 }
 
+/// Refuses an input shape that contradicts the model's declared input (fixed dims differ, or
+/// another rank).
+fn check_declared_shape(
+    proto: &tract_onnx::pb::ModelProto,
+    input_shape: &[usize],
+) -> Result<(), InferenceError> {
+    let (declared_inputs, _) = declared_io(proto);
+    let declared = declared_inputs
+        .into_iter()
+        .next()
+        .ok_or(InferenceError::InputCount(0))?;
+    if !declared.shape.is_empty()
+        && (declared.shape.len() != input_shape.len()
+            || declared
+                .shape
+                .iter()
+                .zip(input_shape)
+                .any(|(d, &want)| d.parse::<usize>().is_ok_and(|fixed| fixed != want)))
+    {
+        return Err(InferenceError::InputShape {
+            expected: format!("[{}]", declared.shape.join(",")),
+            got: input_shape.to_vec(),
+        });
+    }
+    Ok(())
+}
+
 /// Reads an ONNX file's declared facts and the operators tract lacks, without preparing it.
 pub fn inspect(bytes: &[u8]) -> Result<OnnxInspection, InferenceError> {
     let mut proto = decode(bytes)?;
@@ -175,7 +237,9 @@ pub fn inspect(bytes: &[u8]) -> Result<OnnxInspection, InferenceError> {
 
 impl OnnxModel {
     /// Loads an ONNX model from bytes with its single input pinned to `input_shape` (f32), and
-    /// optimizes it once.
+    /// prepares it once: a graph whose work is one tree-ensemble classifier in a form the native
+    /// evaluator covers runs on it ([`Backend::NativeTrees`]), anything else on tract's optimized
+    /// plan.
     ///
     /// `outputs`, when given, keeps only those graph outputs (by ONNX name), so work feeding
     /// outputs nobody reads (a classifier's label branch) is pruned from the plan.
@@ -184,7 +248,32 @@ impl OnnxModel {
         input_shape: &[usize],
         outputs: Option<&[&str]>,
     ) -> Result<Self, InferenceError> {
+        Self::load_with(bytes, input_shape, outputs, true)
+    }
+
+    /// Like [`OnnxModel::load`], but always on tract, never the native evaluator: the reference
+    /// the native path is checked against, and a way to compare both on one model.
+    pub fn load_tract(
+        bytes: &[u8],
+        input_shape: &[usize],
+        outputs: Option<&[&str]>,
+    ) -> Result<Self, InferenceError> {
+        Self::load_with(bytes, input_shape, outputs, false)
+    }
+
+    fn load_with(
+        bytes: &[u8],
+        input_shape: &[usize],
+        outputs: Option<&[&str]>,
+        native: bool,
+    ) -> Result<Self, InferenceError> {
         let mut proto = decode(bytes)?;
+        if native {
+            check_declared_shape(&proto, input_shape)?;
+            if let Some(plan) = trees::plan(&proto, input_shape, outputs)? {
+                return Ok(Self::native(plan, input_shape));
+            }
+        }
         let rewrites = fixup::apply(&mut proto);
         let missing = unsupported(&proto);
         if !missing.is_empty() {
@@ -197,24 +286,7 @@ impl OnnxModel {
         if inputs != 1 {
             return Err(InferenceError::InputCount(inputs));
         }
-        let (declared_inputs, _) = declared_io(&proto);
-        let declared = declared_inputs
-            .into_iter()
-            .next()
-            .ok_or(InferenceError::InputCount(0))?;
-        if !declared.shape.is_empty()
-            && (declared.shape.len() != input_shape.len()
-                || declared
-                    .shape
-                    .iter()
-                    .zip(input_shape)
-                    .any(|(d, &want)| d.parse::<usize>().is_ok_and(|fixed| fixed != want)))
-        {
-            return Err(InferenceError::InputShape {
-                expected: format!("[{}]", declared.shape.join(",")),
-                got: input_shape.to_vec(),
-            });
-        }
+        check_declared_shape(&proto, input_shape)?;
         model = model
             .with_input_fact(0, InferenceFact::dt_shape(f32::datum_type(), input_shape))
             .map_err(InferenceError::load)?;
@@ -241,14 +313,60 @@ impl OnnxModel {
             .collect::<Result<Vec<_>, _>>()?;
         let plan = typed.into_runnable().map_err(InferenceError::load)?;
         Ok(OnnxModel {
-            plan,
-            pool: Mutex::new(Vec::new()),
+            exec: Exec::Tract {
+                plan,
+                pool: Mutex::new(Vec::new()),
+            },
             input_len: input_shape.iter().product(),
             input_shape: input_shape.to_vec(),
             input,
             outputs,
             rewrites,
         })
+    }
+
+    fn native(plan: trees::NativePlan, input_shape: &[usize]) -> Self {
+        let dims = |d: &[usize]| d.iter().map(usize::to_string).collect::<Vec<_>>();
+        let batch = input_shape.first().copied().unwrap_or(1);
+        let outputs = plan
+            .outputs
+            .iter()
+            .map(|(name, port)| match port {
+                Port::Label => TensorInfo {
+                    name: name.clone(),
+                    datum_type: "I64".to_owned(),
+                    shape: dims(&[batch]),
+                },
+                Port::Probabilities => TensorInfo {
+                    name: name.clone(),
+                    datum_type: "F32".to_owned(),
+                    shape: dims(&[batch, plan.trees.n_classes()]),
+                },
+            })
+            .collect();
+        OnnxModel {
+            input: TensorInfo {
+                name: plan.input,
+                datum_type: "F32".to_owned(),
+                shape: dims(input_shape),
+            },
+            outputs,
+            exec: Exec::Trees {
+                trees: plan.trees,
+                ports: plan.outputs.into_iter().map(|(_, p)| p).collect(),
+            },
+            input_len: input_shape.iter().product(),
+            input_shape: input_shape.to_vec(),
+            rewrites: Vec::new(),
+        }
+    }
+
+    /// The evaluator this model runs on.
+    pub fn backend(&self) -> Backend {
+        match self.exec {
+            Exec::Tract { .. } => Backend::Tract,
+            Exec::Trees { .. } => Backend::NativeTrees,
+        }
     }
 
     /// The pinned input.
@@ -284,6 +402,17 @@ impl OnnxModel {
         output: usize,
         out: &mut Vec<f32>,
     ) -> Result<(), InferenceError> {
+        if let Exec::Trees { trees, ports } = &self.exec {
+            self.check_len(input)?;
+            return match ports.get(output) {
+                Some(Port::Probabilities) => {
+                    self.run_trees(trees, input, out, None);
+                    Ok(())
+                }
+                Some(Port::Label) => Err(InferenceError::OutputType(self.output_name(output))),
+                None => Err(InferenceError::UnknownOutput(format!("#{output}"))),
+            };
+        }
         let outputs = self.run_raw(input)?;
         let value = outputs
             .get(output)
@@ -304,6 +433,18 @@ impl OnnxModel {
 
     /// Runs one input and returns every float output (non-float outputs as empty vectors).
     pub fn run_all(&self, input: &[f32]) -> Result<Vec<Vec<f32>>, InferenceError> {
+        if let Exec::Trees { trees, ports } = &self.exec {
+            self.check_len(input)?;
+            let mut scores = Vec::new();
+            self.run_trees(trees, input, &mut scores, None);
+            return Ok(ports
+                .iter()
+                .map(|p| match p {
+                    Port::Probabilities => scores.clone(),
+                    Port::Label => Vec::new(),
+                })
+                .collect());
+        }
         let outputs = self.run_raw(input)?;
         Ok(outputs
             .iter()
@@ -322,6 +463,21 @@ impl OnnxModel {
 
     /// Runs one input and returns integer output `output` (a classifier's labels).
     pub fn run_labels(&self, input: &[f32], output: usize) -> Result<Vec<i64>, InferenceError> {
+        if let Exec::Trees { trees, ports } = &self.exec {
+            self.check_len(input)?;
+            return match ports.get(output) {
+                Some(Port::Label) => {
+                    let mut scores = Vec::new();
+                    let mut labels = Vec::new();
+                    self.run_trees(trees, input, &mut scores, Some(&mut labels));
+                    Ok(labels)
+                }
+                Some(Port::Probabilities) => {
+                    Err(InferenceError::OutputType(self.output_name(output)))
+                }
+                None => Err(InferenceError::UnknownOutput(self.output_name(output))),
+            };
+        }
         let outputs = self.run_raw(input)?;
         let name = || {
             self.outputs
@@ -337,22 +493,61 @@ impl OnnxModel {
             .map_err(|_| InferenceError::OutputType(name()))
     }
 
-    fn run_raw(&self, input: &[f32]) -> Result<TVec<TValue>, InferenceError> {
+    fn output_name(&self, output: usize) -> String {
+        self.outputs
+            .get(output)
+            .map_or_else(String::new, |o| o.name.clone())
+    }
+
+    fn check_len(&self, input: &[f32]) -> Result<(), InferenceError> {
         if input.len() != self.input_len {
             return Err(InferenceError::InputLength {
                 expected: self.input_len,
                 got: input.len(),
             });
         }
+        Ok(())
+    }
+
+    /// Scores every row of `input` into `scores` (cleared and resized; its capacity is reused,
+    /// so a steady caller allocates nothing) and, when asked, the decided labels.
+    fn run_trees(
+        &self,
+        trees: &TreeClassifier,
+        input: &[f32],
+        scores: &mut Vec<f32>,
+        mut labels: Option<&mut Vec<i64>>,
+    ) {
+        let (width, n) = (trees.n_features(), trees.n_classes());
+        let rows = input.len() / width;
+        scores.clear();
+        scores.resize(rows * n, 0.0);
+        for (row, out) in input.chunks_exact(width).zip(scores.chunks_exact_mut(n)) {
+            let class = trees.predict_row(row, out);
+            if let Some(labels) = labels.as_deref_mut() {
+                // `plan` serves the label output only for integer labels, and `class` is an
+                // index into them.
+                labels.push(trees.label(class).unwrap_or_default());
+            }
+        }
+    }
+
+    fn run_raw(&self, input: &[f32]) -> Result<TVec<TValue>, InferenceError> {
+        self.check_len(input)?;
+        let Exec::Tract { plan, pool } = &self.exec else {
+            return Err(InferenceError::Run(
+                "the native evaluator has no tract plan".to_owned(),
+            ));
+        };
         let tensor = Tensor::from_shape(&self.input_shape, input).map_err(InferenceError::run)?;
-        let mut state = match self.pool.lock().ok().and_then(|mut p| p.pop()) {
+        let mut state = match pool.lock().ok().and_then(|mut p| p.pop()) {
             Some(state) => state,
-            None => TypedSimpleState::new(&self.plan).map_err(InferenceError::run)?,
+            None => TypedSimpleState::new(plan).map_err(InferenceError::run)?,
         };
         let result = state.run(tvec!(tensor.into()));
         // A state whose run failed may hold half a turn: drop it rather than reuse it.
         if result.is_ok() {
-            if let Ok(mut pool) = self.pool.lock() {
+            if let Ok(mut pool) = pool.lock() {
                 pool.push(state);
             }
         }

@@ -16,6 +16,11 @@ pub enum InferenceError {
     /// that contradicts the pinned input facts).
     #[error("model could not be prepared for inference: {0}")]
     Load(String),
+    /// A tree ensemble's attributes are inconsistent (arrays of different lengths, a child or
+    /// a class vote that names no node, a cycle, a feature beyond the input): the reason, with
+    /// ids and counts only.
+    #[error("tree ensemble is malformed: {0}")]
+    MalformedTreeEnsemble(String),
     /// The model does not have exactly one input.
     #[error("model has {0} inputs; exactly one is supported")]
     InputCount(usize),

@@ -1,6 +1,10 @@
 //! Rewrites of exporter output that tract 0.23 cannot load as written, applied to the ONNX
 //! protobuf before tract parses it.
 //!
+//! Tree ensembles in the forms skl2onnx writes run on the native evaluator (`trees`) and never
+//! reach this module; these rewrites serve the forms it leaves to tract, and
+//! `OnnxModel::load_tract`.
+//!
 //! **Binary tree-ensemble classifiers with a single score.** scikit-learn's
 //! `GradientBoostingClassifier` (and other binary boosted trees) export, through skl2onnx, as a
 //! `TreeEnsembleClassifier` with two class labels but one score: every leaf targets class 0,

@@ -9,8 +9,9 @@
 mod engine;
 mod error;
 mod fixup;
+mod trees;
 
-pub use engine::{inspect, OnnxInspection, OnnxModel, TensorInfo};
+pub use engine::{inspect, Backend, OnnxInspection, OnnxModel, TensorInfo};
 pub use error::InferenceError;
 mod input;
 mod model;

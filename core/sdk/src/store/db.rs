@@ -30,7 +30,11 @@ pub(crate) fn open_connection(path: &Path, create: bool) -> Result<Connection> {
 
 /// Sets the pragmas every connection must run with. `journal_mode` is persistent in the file and
 /// is set by the writer only.
-pub(crate) fn apply_pragmas(conn: &Connection, writer: bool) -> Result<()> {
+pub(crate) fn apply_pragmas(
+    conn: &Connection,
+    writer: bool,
+    durability: super::Durability,
+) -> Result<()> {
     if writer {
         let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
@@ -41,9 +45,10 @@ pub(crate) fn apply_pragmas(conn: &Connection, writer: bool) -> Result<()> {
             });
         }
     }
-    // FULL: a commit is on stable storage when it returns, so an acknowledged check survives
-    // power loss too, not only a process kill.
-    conn.pragma_update(None, "synchronous", "FULL")?;
+    // FULL: a commit is on stable storage when it returns (survives power loss); NORMAL in WAL
+    // mode: a commit is in the WAL file when it returns (survives a process kill), flushed at
+    // checkpoints. See `Durability`.
+    conn.pragma_update(None, "synchronous", durability.synchronous().0)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     // Freed pages are zeroed, so deleted ciphertext and destroyed wrapped keys do not linger in
     // the main file.
@@ -52,11 +57,11 @@ pub(crate) fn apply_pragmas(conn: &Connection, writer: bool) -> Result<()> {
     if !writer {
         conn.pragma_update(None, "query_only", "ON")?;
     }
-    verify_pragmas(conn)
+    verify_pragmas(conn, durability)
 }
 
 /// Asserts the pinned pragmas; any drift is a typed error instead of silently weaker guarantees.
-pub(crate) fn verify_pragmas(conn: &Connection) -> Result<()> {
+pub(crate) fn verify_pragmas(conn: &Connection, durability: super::Durability) -> Result<()> {
     let check = |pragma: &'static str, expected: &str| -> Result<()> {
         let found: String = conn.query_row(&format!("PRAGMA {pragma}"), [], |r| {
             let v: rusqlite::types::Value = r.get(0)?;
@@ -77,7 +82,7 @@ pub(crate) fn verify_pragmas(conn: &Connection) -> Result<()> {
         }
     };
     check("journal_mode", "wal")?;
-    check("synchronous", "2")?;
+    check("synchronous", durability.synchronous().1)?;
     check("foreign_keys", "1")?;
     check("secure_delete", "1")?;
     check("busy_timeout", &BUSY_TIMEOUT.as_millis().to_string())?;

@@ -49,6 +49,33 @@ use crate::keys::{KeyProvider, RootKey};
 use crypto::{Binding, KeyRing, SealKey, CANARY_PLAINTEXT};
 use db::lock;
 
+/// What a committed transaction survives. Both modes keep the database consistent (WAL, atomic
+/// commits); they differ in whether a commit waits for the disk to flush.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Every commit waits for an fsync of the WAL (SQLite `synchronous=FULL`): once a write
+    /// returns it survives a process kill, an OS crash and power loss. Costs one flush per
+    /// commit (milliseconds on phone and server storage).
+    #[default]
+    PowerLoss,
+    /// A commit returns once it is in the WAL file, which the OS flushes on its own schedule and
+    /// SQLite at every checkpoint (`synchronous=NORMAL` in WAL mode): once a write returns it
+    /// survives the app being killed or crashing at any point; an OS crash or power loss may
+    /// roll back the most recent commits, but never corrupts the database or leaves half a
+    /// transaction.
+    AppCrash,
+}
+
+impl Durability {
+    /// The `PRAGMA synchronous` value (as SQLite reports it) this mode pins.
+    pub(crate) fn synchronous(self) -> (&'static str, &'static str) {
+        match self {
+            Self::PowerLoss => ("FULL", "2"),
+            Self::AppCrash => ("NORMAL", "1"),
+        }
+    }
+}
+
 /// How to open a store. Built with [`StoreConfig::new`] and the builder methods; every default is
 /// written on its method.
 #[derive(Debug, Clone)]
@@ -60,6 +87,7 @@ pub struct StoreConfig {
     busy_budget: Duration,
     audit_reads: bool,
     schema_target: u32,
+    durability: Durability,
 }
 
 impl StoreConfig {
@@ -73,6 +101,7 @@ impl StoreConfig {
             busy_budget: Duration::from_secs(30),
             audit_reads: true,
             schema_target: SCHEMA_VERSION,
+            durability: Durability::PowerLoss,
         }
     }
 
@@ -107,6 +136,18 @@ impl StoreConfig {
     pub fn audit_reads(mut self, on: bool) -> Self {
         self.audit_reads = on;
         self
+    }
+
+    /// What a returned write survives. Default: [`Durability::PowerLoss`] (every commit is
+    /// flushed to stable storage before it returns).
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// See [`StoreConfig::durability`].
+    pub fn get_durability(&self) -> Durability {
+        self.durability
     }
 
     /// Creates or migrates only up to `version`. Only for producing old-schema test fixtures.
@@ -183,15 +224,15 @@ impl Store {
         };
         drop(root);
         conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, false)?;
-        db::apply_pragmas(&conn, true)?;
+        db::apply_pragmas(&conn, true, config.durability)?;
         db::with_retry(config.busy_budget, || {
             schema::migrate(&mut conn, config.schema_target)
         })?;
-        db::verify_pragmas(&conn)?;
+        db::verify_pragmas(&conn, config.durability)?;
         let mut readers = Vec::with_capacity(config.readers);
         for _ in 0..config.readers {
             let r = db::open_connection(&config.path, false)?;
-            db::apply_pragmas(&r, false)?;
+            db::apply_pragmas(&r, false, config.durability)?;
             readers.push(r);
         }
         Ok(Self {
@@ -354,7 +395,7 @@ fn probe(conn: &mut Connection, config: &StoreConfig, root: &RootKey) -> Result<
             });
         }
         if version == 0 && schema::is_empty_database(conn)? {
-            db::apply_pragmas(conn, true)?;
+            db::apply_pragmas(conn, true, config.durability)?;
             let rng = ring::rand::SystemRandom::new();
             let mut salt = [0u8; 32];
             ring::rand::SecureRandom::fill(&rng, &mut salt).map_err(|_| StoreError::Random)?;
