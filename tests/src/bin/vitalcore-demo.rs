@@ -186,11 +186,17 @@ fn read_json(path: &Path) -> Result<serde_json::Value> {
 
 /// Simulated recordings (known labels, `scripts/demo/simulate.py`) and the real heartpy PPG
 /// recordings cut into 60 s pieces (no label: nobody annotated their rhythm).
-fn recordings(cache: &Path) -> Result<(Vec<Recording>, Vec<Recording>)> {
+fn recordings(cache: &Path, needed: usize) -> Result<(Vec<Recording>, Vec<Recording>)> {
     let sim_dir = cache.join("demo/sim");
     let index = read_json(&sim_dir.join("index.json"))?;
     let mut sim = Vec::new();
-    for r in index["recordings"].as_array().into_iter().flatten() {
+    // The cache may hold more than this run uses (an earlier, bigger run): read only those.
+    for r in index["recordings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .take(needed)
+    {
         let (Some(file), Some(label), Some(rate)) = (
             r["file"].as_str(),
             r["label"].as_str(),
@@ -594,8 +600,8 @@ async fn run(args: Result<Args>) -> Result<()> {
         std::fs::remove_dir_all(&a.out).map_err(io("clearing the output dir"))?;
     }
     std::fs::create_dir_all(&a.out).map_err(io("creating the output dir"))?;
-    let (sim, real) = recordings(&a.cache)?;
     let needed = a.devices * a.checks_per_device;
+    let (sim, real) = recordings(&a.cache, needed)?;
     if sim.len() < needed {
         return Err(DemoError::Usage(format!(
             "{needed} simulated recordings needed, {} cached: run scripts/demo/simulate.py --count {needed}",
