@@ -14,7 +14,7 @@ export VITALCORE_PYTHON := $(CURDIR)/$(PY)
 
 .PHONY: test-models
 .PHONY: ffi-lib server-bin bindings-gen test-bindings test-bindings-python test-kotlin test-swift-gen bench-bindings
-.PHONY: help demo test test-rust test-python lint fmt venv data bench clean services test-deploy
+.PHONY: help demo test-demo test test-rust test-python lint fmt venv data bench clean services test-deploy
 
 help:
 	@echo "make demo   - run the main job end to end on embedded defaults"
@@ -75,11 +75,20 @@ test-rust: data services
 test-python: data
 	$(PY) -m pytest -q scripts/tests
 
-test: lint test-rust test-python test-deploy test-bindings test-models
+test: lint test-rust test-python test-deploy test-bindings test-models test-demo
 	@echo "make test: all suites passed"
 
+# DEMO_ARGS: for example --devices 100, or --postgres URL.
 demo: data
-	bash scripts/demo.sh
+	bash scripts/demo.sh $(DEMO_ARGS)
+
+# The closed loop on a small fleet (SQLite and PostgreSQL), debug build shared with test-rust.
+# Headless Chromium (Debian package, installed if missing) renders the HTML report.
+test-demo: data services
+	$(CARGO) build --locked -p vitalcore-e2e --bin vitalcore-demo
+	VITALCORE_CHROMIUM=$$(bash scripts/demo/chromium.sh) \
+	VITALCORE_DEMO_BIN=$${CARGO_TARGET_DIR:-$(CURDIR)/target}/debug/vitalcore-demo \
+	$(PY) -m pytest -q scripts/demo/test_demo.py
 
 bench: data services
 	bash scripts/bench.sh

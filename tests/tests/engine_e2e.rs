@@ -1,7 +1,8 @@
 //! The engine's own user-facing API against the real `vitalcore-server`: checks on real
 //! recordings flow through the engine's outbox to the server exactly once, consent withdrawal
 //! and deletion reach the server even after the device was offline and restarted, the export
-//! holds everything, and the Wi-Fi / charging policies hold uploads.
+//! holds everything, the Wi-Fi / charging policies hold uploads, and outcome labels reach the
+//! training export with their checks.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod harness;
@@ -139,6 +140,7 @@ async fn sync_until_done(engine: &Vitalcore) -> vitalcore::SyncOutcome {
         match engine.sync_now().await {
             Ok(o) => {
                 total.uploads.records_acked += o.uploads.records_acked;
+                total.uploads.labels_acked += o.uploads.labels_acked;
                 total.uploads.batches_acked += o.uploads.batches_acked;
                 total.uploads.records_quarantined += o.uploads.records_quarantined;
                 total.erasures_delivered += o.erasures_delivered;
@@ -815,14 +817,18 @@ async fn model_update_from_the_server_is_verified_installed_and_used() {
     let key = server.model_key_hex.clone().expect("server signs models");
     let dir = tempfile::tempdir().unwrap();
     let open = || {
-        Vitalcore::open(
+        let engine = Vitalcore::open(
             Config::new(dir.path())
                 .sync_endpoint(server.url())
                 .sync_region("eu")
                 .model_public_keys(vec![key.clone()]),
             &InMemoryKeyProvider::new(ROOT_KEY),
         )
-        .expect("open engine")
+        .expect("open engine");
+        // Model polls are authenticated: without a credential the first poll would fail with
+        // NotEnrolled before the server could answer that nothing is published.
+        engine.set_sync_options(fast());
+        engine
     };
     let engine = open();
     let served_by = |engine: &Vitalcore| {
@@ -918,4 +924,133 @@ async fn one_subjects_sync_never_uploads_another_subjects_queue() {
     let local = bob.check(&mine[0]).unwrap().unwrap();
     assert_eq!(on_server[0].features, allowed(&local.features));
     assert_eq!(store(dir.path()).outbox_counts().unwrap(), (2, 0));
+}
+
+fn label(name: &str, value: f64) -> Label {
+    Label {
+        name: name.into(),
+        value,
+        // Source and time stay on the device: both are canaries of the scan below.
+        source: "canary-clinic-source".into(),
+        recorded_at_ms: T0_MS + 77,
+    }
+}
+
+/// Outcome labels recorded with `add_label` travel with the engine's own sync, through a
+/// faulty network: exactly once, under the check's pseudonym and record id, consent-gated,
+/// allow-listed class names only, also when the check itself was synced before the label.
+async fn labels_reach_the_training_export_exactly_once(db: Db) {
+    let server = Server::start(db, "eu").await;
+    let proxy = Proxy::start(server.addr).await;
+    proxy.cycle(&[
+        Fault::Pass,
+        Fault::CutAfterCommit,
+        Fault::Status500,
+        Fault::CutDuringAnswer,
+        Fault::Reset,
+    ]);
+    let open = |dir: &Path, n: usize| {
+        let engine = Vitalcore::open(
+            Config::new(dir)
+                .subject(canary_subject(n))
+                .sync_endpoint(proxy.url())
+                .sync_region("eu")
+                .outbox_purpose("model_training"),
+            &InMemoryKeyProvider::new(ROOT_KEY),
+        )
+        .expect("open engine");
+        engine.set_sync_options(fast().upload_labels(["regular", "irregular"]));
+        engine
+    };
+    let recs: Vec<_> = recordings()
+        .into_iter()
+        .filter(|r| r.0 == CheckKind::PpgRhythm)
+        .take(4)
+        .collect();
+    assert_eq!(recs.len(), 4);
+
+    // Device A consents; device B never does.
+    let dir_a = tempfile::tempdir().unwrap();
+    let a = open(dir_a.path(), 10);
+    a.grant_consent("model_training", "v1").unwrap();
+    let ids = run_checks(&a, &recs, 0);
+    a.add_label(&ids[0], label("irregular", 1.0)).unwrap();
+    a.add_label(&ids[1], label("regular", 1.0)).unwrap();
+    // Not an allow-listed class, and a negative finding: both stay on the device.
+    a.add_label(&ids[2], label("afib", 1.0)).unwrap();
+    a.add_label(&ids[3], label("irregular", 0.0)).unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    let b = open(dir_b.path(), 11);
+    let ids_b = run_checks(&b, &recs[..2], 40);
+    for id in &ids_b {
+        b.add_label(id, label("irregular", 1.0)).unwrap();
+    }
+
+    let o = sync_until_done(&a).await;
+    assert_eq!(o.uploads.records_quarantined, 0);
+    let o_b = sync_until_done(&b).await;
+    assert_eq!(
+        (o_b.uploads.records_acked, o_b.uploads.labels_acked),
+        (0, 0)
+    );
+    // Labelled after its check was synced: must still arrive, once.
+    a.add_label(&ids[3], label("regular", 1.0)).unwrap();
+    // A second class for an already labelled check: the server keeps the first.
+    a.add_label(&ids[0], label("regular", 1.0)).unwrap();
+    let o2 = sync_until_done(&a).await;
+    assert_eq!(o2.uploads.records_acked, 0, "labels are not records");
+    assert_eq!(store(dir_a.path()).outbox_counts().unwrap(), (0, 0));
+
+    let export = server.training_export().await;
+    assert_eq!(export.len(), ids.len(), "only A's records, each once");
+    let want = [Some("irregular"), Some("regular"), None, Some("regular")];
+    for (id, want) in ids.iter().zip(want) {
+        let local = a.check(id).unwrap().unwrap();
+        let features = allowed(&local.features);
+        let rows: Vec<_> = export
+            .iter()
+            .filter(|(r, _)| r.features == features)
+            .collect();
+        assert_eq!(rows.len(), 1, "check {id} not exported exactly once");
+        assert_eq!(rows[0].1.as_deref(), want, "label of check {id}");
+    }
+    let c = server.counts().await;
+    assert_eq!(
+        (c.records, c.labels),
+        (4, 3),
+        "B's labels and records stay on B; A's labels stored once"
+    );
+    // B keeps its labels and queue locally, untouched.
+    assert_eq!(b.labels(&ids_b[0]).unwrap().len(), 1);
+    assert_eq!(store(dir_b.path()).outbox_counts().unwrap().0, 4);
+
+    let cap = proxy.captured();
+    let faults: std::collections::HashSet<Fault> = cap.iter().map(|c| c.fault).collect();
+    assert!(faults.contains(&Fault::CutAfterCommit) && faults.contains(&Fault::CutDuringAnswer));
+    assert!(
+        cap.iter()
+            .any(|c| String::from_utf8_lossy(&c.body).contains("\"labels\":[{")),
+        "no label went through the proxy"
+    );
+    let mut canaries = vec![
+        canary_subject(10),
+        canary_subject(11),
+        T0_MS.to_string(),
+        (T0_MS + 77).to_string(),
+        (T0_MS / 1000).to_string(),
+        "canary-clinic-source".into(),
+        "afib".into(),
+    ];
+    canaries.extend(ids.iter().chain(&ids_b).cloned());
+    scan_for_canaries(&cap, &canaries);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn labels_reach_the_training_export_exactly_once_sqlite() {
+    labels_reach_the_training_export_exactly_once(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn labels_reach_the_training_export_exactly_once_postgres() {
+    labels_reach_the_training_export_exactly_once(Db::Postgres).await;
 }

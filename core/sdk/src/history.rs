@@ -7,7 +7,7 @@ use crate::engine::Vitalcore;
 use crate::error::{EngineError, Result};
 use crate::kind::CheckKind;
 use crate::prediction::{PredictionOutcome, QualityReport};
-use crate::store::{CheckRecord, HistoryQuery, OutcomeLabel, RecordId, StoreError};
+use crate::store::{CheckRecord, HistoryQuery, OutboxDraft, OutcomeLabel, RecordId, StoreError};
 
 /// Step timings of a check, microseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -252,8 +252,10 @@ impl Vitalcore {
             .collect())
     }
 
-    /// Records an outcome label for a check. Errors: [`EngineError::NotFound`] if there is no
-    /// such check, [`EngineError::InvalidLabel`].
+    /// Records an outcome label for a check. When [`crate::SyncOptions::upload_labels`] lists
+    /// its name and its value is 1, its upload is queued in the same transaction (sent by
+    /// [`Vitalcore::sync_now`] under the check's purpose and consent). Errors:
+    /// [`EngineError::NotFound`] if there is no such check, [`EngineError::InvalidLabel`].
     pub fn add_label(&self, check_id: &str, label: Label) -> Result<()> {
         let id = parse_id(check_id)?;
         check_label(&label)?;
@@ -264,7 +266,23 @@ impl Vitalcore {
             source: label.source,
             recorded_at_ms: label.recorded_at_ms,
         };
-        match self.inner.store.write(|tx| tx.insert_label(&id, &l)) {
+        let upload = self
+            .label_upload(&l.name, l.value)
+            .map(|payload| OutboxDraft {
+                purpose: self.inner.purpose.clone(),
+                check_id: Some(id),
+                payload,
+            });
+        // Label and its upload in one transaction: a label is never sent without being kept,
+        // nor kept without its upload queued.
+        let res = self.inner.store.write(|tx| {
+            tx.insert_label(&id, &l)?;
+            if let Some(d) = &upload {
+                tx.enqueue_outbox(&self.inner.subject, d)?;
+            }
+            Ok(())
+        });
+        match res {
             Ok(_) => Ok(()),
             Err(StoreError::NotFound) => Err(EngineError::NotFound),
             Err(e) => Err(e.into()),

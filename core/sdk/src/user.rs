@@ -72,6 +72,7 @@ pub struct SyncOptions {
     max_backoff: Duration,
     timeout: Duration,
     local_dp: Option<LocalDp>,
+    upload_labels: Vec<String>,
 }
 
 impl std::fmt::Debug for SyncOptions {
@@ -108,7 +109,19 @@ impl SyncOptions {
             max_backoff: Duration::from_secs(60),
             timeout: Duration::from_secs(30),
             local_dp: None,
+            upload_labels: Vec::new(),
         }
+    }
+
+    /// Outcome label names that are uploaded for training (the model's class names, for
+    /// example `["regular", "irregular"]`). A label recorded with [`Vitalcore::add_label`]
+    /// while its name is listed and its value is 1 is queued with its check's upload purpose
+    /// and sent by [`Vitalcore::sync_now`] under the same consent and pseudonym as the check,
+    /// also when the check itself went out earlier. Only the name travels. Default: none (no
+    /// label leaves the device).
+    pub fn upload_labels<I: IntoIterator<Item = S>, S: Into<String>>(mut self, names: I) -> Self {
+        self.upload_labels = names.into_iter().map(Into::into).collect();
+        self
     }
 
     /// Laplace noise on chosen features with an epsilon budget per purpose, persisted in the
@@ -434,6 +447,15 @@ fn upload_purpose(name: &str) -> Result<Purpose> {
 }
 
 impl Vitalcore {
+    /// The outbox payload queuing the upload of a label, if the sync options let it leave.
+    pub(crate) fn label_upload(&self, name: &str, value: f64) -> Option<Vec<u8>> {
+        let o = lock(&self.inner.user.options);
+        AnonymizationPolicy::new("-")
+            .allow_labels(o.upload_labels.iter().cloned())
+            .label_uploads(name, value)
+            .then(|| privacy::label_payload(name))
+    }
+
     /// Replaces the sync options (the endpoint and region come from [`crate::Config`]).
     pub fn set_sync_options(&self, options: SyncOptions) {
         *lock(&self.inner.user.options) = options;
@@ -587,7 +609,8 @@ impl Vitalcore {
             Some(_) => throwaway_secret()?,
         };
         let mut policy = AnonymizationPolicy::new(o.study.clone())
-            .time_granularity_secs(o.time_granularity_secs);
+            .time_granularity_secs(o.time_granularity_secs)
+            .allow_labels(o.upload_labels.iter().cloned());
         if let Some(dp) = &o.local_dp {
             policy = policy.local_dp(dp.clone());
         }

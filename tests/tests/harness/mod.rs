@@ -165,6 +165,29 @@ impl Server {
         out
     }
 
+    /// What the training export holds: every record consented for model training with its
+    /// outcome label (the query `GET /v1/admin/export` serves).
+    pub async fn training_export(&self) -> Vec<(FeatureRecord, Option<String>)> {
+        let mut out = Vec::new();
+        let mut after = 0;
+        loop {
+            let page = self
+                .store
+                .records(&RecordQuery {
+                    study: None,
+                    purpose: ConsentPurpose::ModelTraining,
+                    after_seq: after,
+                    limit: 1000,
+                })
+                .await
+                .unwrap();
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            out.extend(page.into_iter().map(|r| (r.record, r.label)));
+        }
+        out
+    }
+
     pub async fn counts(&self) -> StoreCounts {
         self.store.counts().await.unwrap()
     }

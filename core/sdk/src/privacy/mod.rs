@@ -1,5 +1,5 @@
 //! Privacy before anything leaves the device: consent gating per purpose and anonymization of
-//! outbox records into wire [`FeatureRecord`]s.
+//! outbox records into wire [`FeatureRecord`]s and [`OutcomeLabel`]s.
 //!
 //! What goes out is built field by field from an allow-list, never by copying the local record
 //! and removing things: a field the app adds tomorrow (a device id, a note) stays on the device
@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use ring::hmac;
 use serde::Deserialize;
-use vitalcore_protocol::{ConsentPurpose, FeatureRecord};
+use vitalcore_protocol::{ConsentPurpose, FeatureRecord, OutcomeLabel};
 use zeroize::Zeroizing;
 
 use crate::store::{Purpose, Store, StoreError, SubjectId};
@@ -157,6 +157,7 @@ pub fn laplace(u: f64, scale: f64) -> f64 {
 #[derive(Debug, Clone)]
 pub struct AnonymizationPolicy {
     allowed_features: BTreeSet<String>,
+    allowed_labels: BTreeSet<String>,
     time_granularity_secs: i64,
     study: String,
     local_dp: Option<LocalDp>,
@@ -171,6 +172,7 @@ impl AnonymizationPolicy {
                 .iter()
                 .map(|f| f.name.to_owned())
                 .collect(),
+            allowed_labels: BTreeSet::new(),
             time_granularity_secs: 3600,
             study: study.into(),
             local_dp: None,
@@ -187,6 +189,19 @@ impl AnonymizationPolicy {
     pub fn allow_features<I: IntoIterator<Item = S>, S: Into<String>>(mut self, names: I) -> Self {
         self.allowed_features = names.into_iter().map(Into::into).collect();
         self
+    }
+
+    /// Outcome label names that may leave the device (class names such as `irregular`, never
+    /// free text). Default: none, so no label is uploaded until the app names its classes.
+    pub fn allow_labels<I: IntoIterator<Item = S>, S: Into<String>>(mut self, names: I) -> Self {
+        self.allowed_labels = names.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Whether a label `name` with `value` may be uploaded: its name is allow-listed and it
+    /// asserts the class (`value` 1). Anything else (a score, a negative finding) stays local.
+    pub fn label_uploads(&self, name: &str, value: f64) -> bool {
+        value == 1.0 && self.allowed_labels.contains(name)
     }
 
     /// Time granularity in seconds, at least one hour (the wire field is an hour); default 3600.
@@ -213,6 +228,27 @@ struct LocalRecord {
     features: BTreeMap<String, f64>,
     #[serde(default)]
     age_years: Option<u32>,
+}
+
+/// The outbox payload of an outcome label: only the class name travels; the value, source and
+/// time of the local label stay on the device.
+#[derive(serde::Serialize, Deserialize)]
+struct LocalLabel {
+    outcome_label: String,
+}
+
+/// The outbox payload that queues the upload of label `name` (see [`Anonymizer::label`]).
+pub fn label_payload(name: &str) -> Vec<u8> {
+    // Serializing a struct of one string cannot fail.
+    serde_json::to_vec(&LocalLabel {
+        outcome_label: name.to_owned(),
+    })
+    .unwrap_or_default()
+}
+
+/// Whether an outbox payload is a queued label rather than a check record.
+pub fn is_label_payload(payload: &[u8]) -> bool {
+    serde_json::from_slice::<LocalLabel>(payload).is_ok()
 }
 
 /// Age generalized to a 5-year band, `90+` above 89.
@@ -290,6 +326,12 @@ impl Anonymizer {
         ])
     }
 
+    /// The wire record id of the local record `local_id` under `purpose`: keyed, so stable
+    /// across retries and unlinkable to the local id.
+    pub fn record_id(&self, purpose: &Purpose, local_id: &[u8]) -> String {
+        self.tag(&[b"record", purpose.as_str().as_bytes(), local_id])
+    }
+
     /// Builds the wire record for one outbox row; `local_id` (the outbox row id) is turned into
     /// a keyed record id, stable across retries and unlinkable to the local row.
     pub fn anonymize(
@@ -297,6 +339,20 @@ impl Anonymizer {
         subject: &SubjectId,
         purpose: &Purpose,
         local_id: &[u8],
+        payload: &[u8],
+    ) -> Result<FeatureRecord, PrivacyError> {
+        self.anonymize_as(subject, purpose, local_id, local_id, payload)
+    }
+
+    /// [`Anonymizer::anonymize`] with the wire record id derived from `record_key` (the id of
+    /// the check the row came from), so a label queued later for the same check names the same
+    /// wire record; `local_id` (the outbox row) still keys the noise of local DP.
+    pub fn anonymize_as(
+        &self,
+        subject: &SubjectId,
+        purpose: &Purpose,
+        local_id: &[u8],
+        record_key: &[u8],
         payload: &[u8],
     ) -> Result<FeatureRecord, PrivacyError> {
         let (_, study) = wire_purpose(purpose)?;
@@ -336,7 +392,7 @@ impl Anonymizer {
             return Err(PrivacyError::MalformedRecord);
         }
         Ok(FeatureRecord {
-            record_id: self.tag(&[b"record", purpose.as_str().as_bytes(), local_id]),
+            record_id: self.record_id(purpose, record_key),
             subject: self.pseudonym(subject, purpose),
             study: study.unwrap_or(&self.policy.study).to_owned(),
             kind: local.kind,
@@ -345,6 +401,31 @@ impl Anonymizer {
             age_band: local.age_years.map(age_band),
             quality,
             features,
+        })
+    }
+}
+
+impl Anonymizer {
+    /// Builds the wire label for a queued label payload of the check `record_key`: the same
+    /// pseudonym and wire record id as the check's record under `purpose`, and the class name
+    /// only if the policy allow-lists it.
+    pub fn label(
+        &self,
+        subject: &SubjectId,
+        purpose: &Purpose,
+        record_key: &[u8],
+        payload: &[u8],
+    ) -> Result<OutcomeLabel, PrivacyError> {
+        wire_purpose(purpose)?;
+        let local: LocalLabel =
+            serde_json::from_slice(payload).map_err(|_| PrivacyError::MalformedRecord)?;
+        if !self.policy.label_uploads(&local.outcome_label, 1.0) {
+            return Err(PrivacyError::MalformedRecord);
+        }
+        Ok(OutcomeLabel {
+            subject: self.pseudonym(subject, purpose),
+            record_id: self.record_id(purpose, record_key),
+            label: local.outcome_label,
         })
     }
 }
@@ -403,6 +484,57 @@ mod tests {
         assert_eq!(r.age_band.as_deref(), Some("45-49"));
         assert_eq!(r.captured_hour % 3600, 0);
         assert!(1_790_001_234 - r.captured_hour < 3600);
+    }
+
+    #[test]
+    fn a_label_names_its_check_as_the_record_does_and_only_allow_listed_classes_leave() {
+        let s = SubjectId::new("alice@example.org").unwrap();
+        let p = Purpose::new("model_training").unwrap();
+        let a = Anonymizer::new(
+            Zeroizing::new([7u8; 32]),
+            AnonymizationPolicy::new("rhythm").allow_labels(["regular", "irregular"]),
+        );
+        let payload = br#"{"kind":"ppg","feature_set":"v1","started_at_ms":1790001234567,
+            "features":{"hr_mean":61.0},"sqi":0.9}"#;
+        let r = a
+            .anonymize_as(&s, &p, b"outbox-row", b"check-1", payload)
+            .unwrap();
+        let l = a
+            .label(&s, &p, b"check-1", &label_payload("irregular"))
+            .unwrap();
+        assert_eq!((&l.subject, &l.record_id), (&r.subject, &r.record_id));
+        assert_eq!(l.label, "irregular");
+        // Another check, another purpose: other ids.
+        let other = a
+            .label(&s, &p, b"check-2", &label_payload("regular"))
+            .unwrap();
+        assert_ne!(other.record_id, r.record_id);
+        let research = Purpose::new("research").unwrap();
+        let l2 = a
+            .label(&s, &research, b"check-1", &label_payload("irregular"))
+            .unwrap();
+        assert_ne!((l2.subject, l2.record_id), (l.subject, l.record_id));
+        // Free text, a class the app did not list, or a record payload: refused.
+        for bad in [
+            label_payload("felt dizzy at work"),
+            label_payload("afib"),
+            payload.to_vec(),
+        ] {
+            assert!(matches!(
+                a.label(&s, &p, b"check-1", &bad),
+                Err(PrivacyError::MalformedRecord)
+            ));
+        }
+        assert!(is_label_payload(&label_payload("regular")));
+        assert!(!is_label_payload(payload));
+        let policy = AnonymizationPolicy::new("-").allow_labels(["irregular"]);
+        assert!(policy.label_uploads("irregular", 1.0));
+        assert!(
+            !policy.label_uploads("irregular", 0.0),
+            "a negative finding is not the class"
+        );
+        assert!(!policy.label_uploads("regular", 1.0));
+        assert!(!AnonymizationPolicy::new("-").label_uploads("irregular", 1.0));
     }
 
     #[test]

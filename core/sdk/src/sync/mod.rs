@@ -6,6 +6,11 @@
 //! rows under the same key, and the server answers with its stored acknowledgement instead of
 //! storing twice. Rows leave the outbox only when an acknowledgement arrived.
 //! Anonymization is deterministic (keyed HMAC, coarsening), so a re-sent batch is byte-identical.
+//!
+//! Outcome labels ride the same outbox: recording an allow-listed label queues a row under the
+//! check's purpose, so it is consent-gated, claimed, retried and acknowledged like a record,
+//! arrives exactly once whether its check was already synced or not, and names its check by the
+//! same pseudonym and keyed record id (both derived from the check id, not the outbox row).
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -15,8 +20,8 @@ use flate2::write::GzEncoder;
 use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::StatusCode;
 use vitalcore_protocol::{
-    BatchAck, EnrollRequest, EnrollResponse, ErasureReceipt, ErasureRequest, SyncBatch,
-    BATCH_SCHEMA,
+    BatchAck, EnrollRequest, EnrollResponse, ErasureReceipt, ErasureRequest, FeatureRecord,
+    OutcomeLabel, SyncBatch, BATCH_SCHEMA,
 };
 
 use crate::privacy::{self, Anonymizer, PrivacyError};
@@ -180,6 +185,8 @@ pub struct SyncReport {
     pub batches_acked: usize,
     /// Records deleted from the outbox after acknowledgement.
     pub records_acked: usize,
+    /// Outcome labels deleted from the outbox after acknowledgement (not in `records_acked`).
+    pub labels_acked: usize,
     /// Records the server already held (a replay or an earlier partial success).
     pub records_duplicate: usize,
     /// Records set aside as poison.
@@ -207,6 +214,21 @@ impl std::fmt::Debug for SyncClient {
         f.debug_struct("SyncClient")
             .field("config", &self.config)
             .finish_non_exhaustive()
+    }
+}
+
+/// One outbox row as it goes on the wire.
+enum Wire {
+    Record(FeatureRecord),
+    Label(OutcomeLabel),
+}
+
+impl Wire {
+    fn encoded_len(&self) -> usize {
+        match self {
+            Wire::Record(r) => serde_json::to_vec(r).map(|v| v.len()).unwrap_or(0),
+            Wire::Label(l) => serde_json::to_vec(l).map(|v| v.len()).unwrap_or(0),
+        }
     }
 }
 
@@ -318,16 +340,22 @@ impl SyncClient {
             };
             let purpose = first.purpose.clone();
             let mut ids = Vec::new();
+            let mut label_ids = Vec::new();
             let mut bytes = 0usize;
             for r in due.iter().filter(|r| r.purpose == purpose) {
-                match self.wire_record(r) {
+                match self.wire(r) {
                     Ok(w) => {
-                        let n = serde_json::to_vec(&w).map(|v| v.len()).unwrap_or(0);
-                        if !ids.is_empty() && bytes + n > self.config.max_bytes {
+                        let n = w.encoded_len();
+                        if !(ids.is_empty() && label_ids.is_empty())
+                            && bytes + n > self.config.max_bytes
+                        {
                             break;
                         }
                         bytes += n;
-                        ids.push(r.id);
+                        match w {
+                            Wire::Record(_) => ids.push(r.id),
+                            Wire::Label(_) => label_ids.push(r.id),
+                        }
                     }
                     Err(PrivacyError::MalformedRecord | PrivacyError::NoFeatures) => {
                         self.store.outbox_quarantine(&r.id)?;
@@ -336,11 +364,12 @@ impl SyncClient {
                     Err(e) => return Err(e.into()),
                 }
             }
-            if ids.is_empty() {
+            if ids.is_empty() && label_ids.is_empty() {
                 continue;
             }
-            if let Some(dp) = self.anonymizer.local_dp() {
+            if let (Some(dp), false) = (self.anonymizer.local_dp(), ids.is_empty()) {
                 // Charged once per record, before its noised values can leave the device.
+                // Labels carry no measured value, so they spend no budget.
                 let (allowed, refused) = self.store.charge_epsilon(
                     &self.subject,
                     &purpose,
@@ -353,9 +382,10 @@ impl SyncClient {
                     consented.retain(|p| *p != purpose);
                 }
                 ids = allowed;
-                if ids.is_empty() {
-                    continue;
-                }
+            }
+            ids.extend(label_ids);
+            if ids.is_empty() {
+                continue;
             }
             // The key is fixed and persisted here, before anything is sent.
             let (batch, _) = self.store.outbox_claim(&ids)?;
@@ -379,12 +409,28 @@ impl SyncClient {
         Ok(report)
     }
 
-    fn wire_record(
-        &self,
-        r: &OutboxRecord,
-    ) -> Result<vitalcore_protocol::FeatureRecord, PrivacyError> {
+    fn wire(&self, r: &OutboxRecord) -> Result<Wire, PrivacyError> {
+        // The wire id derives from the check, so a label queued after its check was synced
+        // (and the check's row acknowledged and gone) still names the same record.
+        let record_key = r.check_id.as_ref().unwrap_or(&r.id).as_bytes();
+        if privacy::is_label_payload(&r.payload) {
+            if r.check_id.is_none() {
+                return Err(PrivacyError::MalformedRecord);
+            }
+            return self
+                .anonymizer
+                .label(&self.subject, &r.purpose, record_key, &r.payload)
+                .map(Wire::Label);
+        }
         self.anonymizer
-            .anonymize(&self.subject, &r.purpose, r.id.as_bytes(), &r.payload)
+            .anonymize_as(
+                &self.subject,
+                &r.purpose,
+                r.id.as_bytes(),
+                record_key,
+                &r.payload,
+            )
+            .map(Wire::Record)
     }
 
     /// Sends one claimed batch until acknowledged, rejected, or out of attempts.
@@ -396,7 +442,13 @@ impl SyncClient {
     ) -> Result<(), SyncError> {
         match self.send_batch(batch, rows, report).await? {
             Sent::Acked(ack) => {
-                report.records_acked += self.store.outbox_ack(batch)?;
+                let labels = rows
+                    .iter()
+                    .filter(|r| privacy::is_label_payload(&r.payload))
+                    .count();
+                let acked = self.store.outbox_ack(batch)?;
+                report.records_acked += acked.saturating_sub(labels);
+                report.labels_acked += acked.min(labels);
                 report.batches_acked += 1;
                 report.records_duplicate += ack.records_duplicate as usize;
                 Ok(())
@@ -425,17 +477,27 @@ impl SyncClient {
     fn body(&self, batch: &RecordId, rows: &[OutboxRecord]) -> Result<Vec<u8>, SyncError> {
         let purpose = &rows[0].purpose;
         let (wire_purpose, _) = privacy::wire_purpose(purpose)?;
-        let records = rows
-            .iter()
-            .map(|r| self.wire_record(r))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut records = Vec::new();
+        let mut labels: Vec<OutcomeLabel> = Vec::new();
+        for r in rows {
+            match self.wire(r)? {
+                Wire::Record(w) => records.push(w),
+                // The server keeps the first label of a record and refuses a batch naming a
+                // record twice; a later one for the same check is acknowledged with the batch.
+                Wire::Label(l) => {
+                    if !labels.iter().any(|x| x.record_id == l.record_id) {
+                        labels.push(l);
+                    }
+                }
+            }
+        }
         let b = SyncBatch {
             schema: BATCH_SCHEMA,
             idempotency_key: hex::encode(batch.as_bytes()),
             region: self.config.region.clone(),
             consent: vec![wire_purpose],
             records,
-            labels: Vec::new(),
+            labels,
         };
         let json = serde_json::to_vec(&b).map_err(|_| SyncError::Config("batch encoding"))?;
         let mut gz = GzEncoder::new(
