@@ -13,7 +13,7 @@ export VITALCORE_CACHE := $(CURDIR)/$(CACHE)
 export VITALCORE_PYTHON := $(CURDIR)/$(PY)
 
 .PHONY: test-models
-.PHONY: ffi-lib server-bin bindings-gen test-bindings test-bindings-python test-kotlin test-swift-gen bench-bindings
+.PHONY: ffi-lib server-bin py-wheel bindings-gen test-bindings test-bindings-python test-kotlin test-swift-gen bench-bindings
 .PHONY: help demo test-demo test test-rust test-python lint fmt venv data bench clean services test-deploy
 
 help:
@@ -79,14 +79,15 @@ test: lint test-rust test-python test-deploy test-bindings test-models test-demo
 	@echo "make test: all suites passed"
 
 # DEMO_ARGS: for example --devices 100, or --postgres URL.
-demo: data
-	bash scripts/demo.sh $(DEMO_ARGS)
+# The trainer's parity check runs the SDK's inference through the Python bindings (py-wheel).
+demo: data py-wheel
+	PYTHONPATH=$(CURDIR)/$(PY_BINDINGS) bash scripts/demo.sh $(DEMO_ARGS)
 
 # The closed loop on a small fleet (SQLite and PostgreSQL), debug build shared with test-rust.
 # Headless Chromium (Debian package, installed if missing) renders the HTML report.
-test-demo: data services
-	$(CARGO) build --locked -p vitalcore-e2e --bin vitalcore-demo
-	VITALCORE_CHROMIUM=$$(bash scripts/demo/chromium.sh) \
+test-demo: data services py-wheel
+	$(CARGO) build --workspace --all-features --locked --bin vitalcore-demo
+	PYTHONPATH=$(CURDIR)/$(PY_BINDINGS) VITALCORE_CHROMIUM=$$(bash scripts/demo/chromium.sh) \
 	VITALCORE_DEMO_BIN=$${CARGO_TARGET_DIR:-$(CURDIR)/target}/debug/vitalcore-demo \
 	$(PY) -m pytest -q scripts/demo/test_demo.py
 
@@ -129,11 +130,15 @@ bindings-gen: ffi-lib
 	done
 
 # The Python wheel exactly as `pip install ./bindings` builds it (maturin, uniffi), plus the
-# test-only exports; installed into a private directory, not into the project venv.
-test-bindings-python: data server-bin
-	rm -rf target/wheels-test target/py-test
+# test-only exports; installed into a private directory, not into the project venv. Phony, so
+# one `make test` builds it once for both the bindings' and the trainer's tests.
+PY_BINDINGS := target/py-test
+py-wheel: venv
+	rm -rf target/wheels-test $(PY_BINDINGS)
 	$(VENV)/bin/maturin build --quiet -m bindings/Cargo.toml --features testing --profile dev -o target/wheels-test
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --target target/py-test target/wheels-test/*.whl
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --target $(PY_BINDINGS) target/wheels-test/*.whl
+
+test-bindings-python: py-wheel data server-bin
 	cd bindings/python/tests && PYTHONPATH=$(CURDIR)/target/py-test VITALCORE_SERVER_BIN=$(CURDIR)/$(SERVER_BIN) \
 	  $(CURDIR)/$(PY) -m pytest -q -p no:cacheprovider .
 
@@ -153,7 +158,9 @@ bench-bindings: data
 # --- Training pipeline (models/) ---------------------------------------------------------
 # The trainer against real vitalcore-server processes. The server is built with the same
 # package selection and features as test-rust, so after it this is a link step, not a rebuild.
-test-models: venv
+# The parity check's default runner is the SDK through the Python bindings: the same wheel.
+test-models: venv py-wheel
 	$(CARGO) build --workspace --all-features --locked --bin vitalcore-server
 	VITALCORE_SERVER_BIN=$(CURDIR)/target/debug/vitalcore-server PYTHONPATH=$(CURDIR)/models \
+	  VITALCORE_BINDINGS_PYTHONPATH=$(CURDIR)/$(PY_BINDINGS) \
 	  $(PY) -m pytest -q -p no:cacheprovider models/tests

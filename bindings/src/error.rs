@@ -37,11 +37,14 @@ pub enum VitalcoreError {
         /// When the server said to retry, in milliseconds from now, if it said so.
         retry_after_ms: Option<u64>,
     },
-    /// A model update failed verification (signature, feature set, shape) and was not installed.
+    /// A model (an update, or one loaded for inference) was refused and not installed; the
+    /// model already serving keeps serving. `kind` says what to do about it.
     #[error("model rejected: {reason}")]
     ModelRejected {
         /// Which check failed.
         reason: String,
+        /// What kind of refusal, hence what to do.
+        kind: ModelRejection,
     },
     /// The user has not granted the consent this operation needs.
     #[error("consent required: {reason}")]
@@ -96,10 +99,42 @@ pub enum VitalcoreError {
     },
 }
 
+/// Why a model was refused: what the app (or the model's publisher) can do about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, uniffi::Enum)]
+pub enum ModelRejection {
+    /// The envelope or artifact is not what the publisher signed (signature does not verify,
+    /// artifact length or sha256 differ, envelope unreadable): corrupted or altered on the
+    /// way. Fetch it again; never install it.
+    Tampered,
+    /// Signed, but not by a key the app pins (`EngineConfig.model_public_keys`): the app's
+    /// configuration or the publisher's key is wrong.
+    UntrustedPublisher,
+    /// Not newer than the model this device already trusts (a replay or a rollback):
+    /// nothing to install.
+    NotNewer,
+    /// The manifest's expiry has passed (a frozen or replayed manifest): the publisher must
+    /// sign a fresh one.
+    Expired,
+    /// Made for another SDK version, manifest schema or feature set: the app needs an
+    /// update (or the publisher a compatible model).
+    Incompatible,
+    /// Passed every integrity check but cannot run here (operators the SDK lacks, fails its
+    /// own self-test, fails at inference): report it to the publisher.
+    Unusable,
+}
+
 impl VitalcoreError {
     pub(crate) fn invalid(reason: impl Into<String>) -> Self {
         Self::InvalidInput {
             reason: reason.into(),
+        }
+    }
+
+    /// A model that cannot run here.
+    pub(crate) fn unusable_model(reason: impl Into<String>) -> Self {
+        Self::ModelRejected {
+            reason: reason.into(),
+            kind: ModelRejection::Unusable,
         }
     }
 }
@@ -196,6 +231,8 @@ impl From<vitalcore::EngineError> for VitalcoreError {
             E::NotFound => Self::NotFound { reason },
             E::Sync(s) => s.into(),
             E::Privacy(p) => p.into(),
+            E::Model(m) => m.into(),
+            E::Inference(_) => Self::unusable_model(reason),
             _ => Self::Internal { reason },
         }
     }
@@ -241,5 +278,32 @@ impl From<vitalcore::privacy::PrivacyError> for VitalcoreError {
             P::Store(s) => s.into(),
             P::MalformedRecord | P::NoFeatures => Self::Storage { reason },
         }
+    }
+}
+
+/// A bundle that fails any check is `ModelRejected` with the kind of refusal (the previous
+/// model keeps serving); the model cache on disk is `Storage`. Every variant is named, so a
+/// new refusal in the SDK must be given a kind here.
+impl From<vitalcore::models::ModelError> for VitalcoreError {
+    fn from(e: vitalcore::models::ModelError) -> Self {
+        use vitalcore::models::ModelError as M;
+        use ModelRejection as K;
+        let reason = e.to_string();
+        let kind = match e {
+            M::TrustStore(_) => return Self::Storage { reason },
+            M::NoActiveModel => return Self::NotFound { reason },
+            M::Inference(i) => return i.into(),
+            M::Malformed(_) | M::BadSignature | M::ArtifactLength { .. } | M::ArtifactHash => {
+                K::Tampered
+            }
+            M::UntrustedKey => K::UntrustedPublisher,
+            M::Rollback { .. } => K::NotNewer,
+            M::Expired => K::Expired,
+            M::UnsupportedSchema(_) | M::SdkTooOld { .. } | M::IncompatibleInputs(_) => {
+                K::Incompatible
+            }
+            M::Unloadable(_) | M::SelfTestFailed => K::Unusable,
+        };
+        Self::ModelRejected { reason, kind }
     }
 }

@@ -15,7 +15,9 @@ mod analysis;
 mod catalogue;
 mod engine;
 mod error;
+mod inference;
 mod keys;
+mod models;
 mod offload;
 mod records;
 mod samples;
@@ -31,8 +33,10 @@ pub use catalogue::{
     feature_count, feature_info, features_v1, version_info, FeatureInfo, FeatureSource, VersionInfo,
 };
 pub use engine::{open_engine_async, Capture, Engine, EngineConfig, Session};
-pub use error::VitalcoreError;
+pub use error::{ModelRejection, VitalcoreError};
+pub use inference::{inspect_onnx, OnnxInspection, OnnxModel, TensorInfo};
 pub use keys::{key_fingerprint, key_fingerprint_async, KeyProvider, ROOT_KEY_LEN};
+pub use models::ModelInfo;
 pub use records::{
     CaptureStats, CheckKind, CheckResult, Label, PredictionOutcome, QualityReport, RawSamples,
     StoredCheck, Timings,

@@ -247,7 +247,7 @@ fn runtime() -> Result<&'static tokio::runtime::Runtime> {
 }
 
 /// Runs `work` (which awaits network I/O) to completion on an offload thread.
-async fn on_network<T, F, Fut>(work: F) -> Result<T>
+pub(crate) async fn on_network<T, F, Fut>(work: F) -> Result<T>
 where
     T: Send + 'static,
     F: FnOnce() -> Fut + Send + 'static,

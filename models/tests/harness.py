@@ -211,10 +211,25 @@ class Run:
     stderr: str
 
 
-def run_trainer(server_url: str, out: Path, *args: str, admin: str = ADMIN_TOKEN) -> Run:
-    """The CLI as an operator runs it: ``python -m trainer train`` in a child process."""
+def bindings_path() -> Path:
+    """The directory the ``vitalcore`` wheel is installed into (``make test-models`` builds it
+    once with ``make test-bindings-python`` and names it in ``VITALCORE_BINDINGS_PYTHONPATH``)."""
+    raw = os.environ.get("VITALCORE_BINDINGS_PYTHONPATH")
+    if not raw or not (Path(raw) / "vitalcore" / "__init__.py").is_file():
+        pytest.fail(
+            f"the vitalcore Python bindings are not installed (VITALCORE_BINDINGS_PYTHONPATH={raw!r}): "
+            "run `make test-models`, which builds and installs the wheel",
+            pytrace=False,
+        )
+    return Path(raw)
+
+
+def run_trainer(server_url: str, out: Path, *args: str, admin: str = ADMIN_TOKEN, bindings: bool = False) -> Run:
+    """The CLI as an operator runs it: ``python -m trainer train`` in a child process; with
+    ``bindings``, the ``vitalcore`` module is importable (else it is not)."""
+    path = str(MODELS) + (os.pathsep + str(bindings_path()) if bindings else "")
     env = {k: v for k, v in os.environ.items() if not k.startswith("VITALCORE_")}
-    env.update(VITALCORE_ADMIN_TOKEN=admin, VITALCORE_ENROLLMENT_TOKEN=ENROLL_TOKEN, PYTHONPATH=str(MODELS))
+    env.update(VITALCORE_ADMIN_TOKEN=admin, VITALCORE_ENROLLMENT_TOKEN=ENROLL_TOKEN, PYTHONPATH=path)
     cmd = [sys.executable, "-m", "trainer", "train", "--server", server_url, "--out", str(out), "--bootstrap", "200"]
     p = subprocess.run(cmd + list(args), env=env, capture_output=True, text=True, timeout=300)
     return Run(p.returncode, p.stdout, p.stderr)

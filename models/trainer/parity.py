@@ -1,7 +1,7 @@
 """Parity check: the exported ONNX gives the same outputs in ONNX Runtime and in a second runner.
 
-The second runner is meant to be the SDK's own inference (tract) through the Python bindings,
-reached by :func:`sdk_predict`; comparing ONNX Runtime with itself would prove nothing, so
+The second runner is the SDK's own inference (tract) through the Python bindings, reached by
+:func:`sdk_predict`; comparing ONNX Runtime with itself would prove nothing, so
 there is no such option. ``onnx-reference`` (the ``onnx`` package's reference evaluator, an
 independent pure-NumPy implementation of the operators) is available for machines without the
 SDK module; the model card names the runner that was used.
@@ -9,8 +9,9 @@ SDK module; the model card names the runner that was used.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 from tqdm import tqdm
@@ -22,12 +23,29 @@ Runner = Callable[[bytes, np.ndarray], np.ndarray]
 CHUNK = 256
 
 
+def _sdk_model(vitalcore: Any, onnx_bytes: bytes, features: int) -> Any:
+    """The SDK's prepared model for ``onnx_bytes``, loaded once per model: :func:`check` calls
+    the runner chunk by chunk, and preparing a model costs far more than running a chunk."""
+    key = (hashlib.sha256(onnx_bytes).digest(), features)
+    if _SDK_CACHE.get("key") != key:
+        _SDK_CACHE.clear()
+        _SDK_CACHE["model"] = vitalcore.load_model(onnx_bytes, features, [OUTPUT_NAME])
+        _SDK_CACHE["key"] = key
+    return _SDK_CACHE["model"]
+
+
+_SDK_CACHE: dict[str, Any] = {}
+
+
 def sdk_predict(onnx_bytes: bytes, rows: np.ndarray) -> np.ndarray:
     """Class probabilities of ``rows`` (float32, standardized) by the SDK's own inference.
 
     The one place that knows how the SDK is reached from Python: the ``vitalcore`` module built
-    from ``bindings/python``. Raises :class:`RunnerUnavailable` while that module has no ONNX
-    model object (it does not yet expose the engine's inference).
+    from ``bindings/`` (``pip install ./bindings``), whose :func:`vitalcore.load_model` and
+    :func:`vitalcore.run_rows` run the engine's tract inference one row at a time, as a device
+    does. Raises :class:`RunnerUnavailable` when that module is not importable, and
+    :class:`ParityFailure` when the SDK refuses the model (a model the device cannot run must
+    not be published).
     """
     try:
         import vitalcore  # noqa: PLC0415  (optional dependency, imported only when used)
@@ -36,14 +54,20 @@ def sdk_predict(onnx_bytes: bytes, rows: np.ndarray) -> np.ndarray:
             "SDK inference runner not available: the vitalcore Python module is not installed "
             "(pip install ./bindings)"
         ) from None
-    model_cls = getattr(vitalcore, "OnnxModel", None)
-    if model_cls is None:
+    if not all(hasattr(vitalcore, name) for name in ("load_model", "run_rows", "VitalcoreError")):
         raise RunnerUnavailable(
-            "SDK inference runner not available: this vitalcore module has no ONNX model object yet"
+            "SDK inference runner not available: this vitalcore module has no load_model/run_rows "
+            "(rebuild it from bindings/)"
         )
-    raise RunnerUnavailable(
-        "SDK inference runner not available: vitalcore.OnnxModel exists but this trainer does not know its API yet"
-    )
+    rows32 = np.ascontiguousarray(rows, dtype=np.float32)
+    if rows32.ndim != 2:
+        raise ParityFailure(f"parity check failed: rows must be 2-D, got shape {rows32.shape}")
+    try:
+        sdk_model = _sdk_model(vitalcore, onnx_bytes, rows32.shape[1])
+        out = vitalcore.run_rows(sdk_model, rows32, OUTPUT_NAME)
+    except vitalcore.VitalcoreError as e:
+        raise ParityFailure(f"parity check failed: the SDK's inference refused the model: {e}") from None
+    return np.asarray(out, dtype=np.float64).reshape(len(rows32), -1)
 
 
 def reference_predict(onnx_bytes: bytes, rows: np.ndarray) -> np.ndarray:

@@ -78,6 +78,8 @@ def check_loop(out: Path, proc: subprocess.CompletedProcess[str]) -> dict:
     assert s["server"]["labels"] == s["labels_synced"]
     assert s["server"]["devices"] == DEVICES
     assert s["bytes_sent_by_devices"] > 0
+    # The parity check before publishing ran the SDK's own inference (Python bindings).
+    assert s["parity_runner"] == "sdk", "the vitalcore Python bindings are not importable: run via `make test-demo`"
     # Before: the bundled model; after: the trainer's version, on every prediction.
     assert set(s["before"]["models"]) <= {"rhythm-ppg 1.0.0", "no prediction"}, s["before"]["models"]
     assert s["before"]["models"].get("rhythm-ppg 1.0.0", 0) > 0

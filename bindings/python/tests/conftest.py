@@ -59,7 +59,8 @@ class Server:
 
     REGION = "eu"
 
-    def __init__(self, binary: Path, data_dir: Path) -> None:
+    def __init__(self, binary: Path, data_dir: Path, dev: bool = False) -> None:
+        self.data_dir = data_dir
         self.enrollment_token = secrets.token_hex(24)
         self.admin_token = secrets.token_hex(24)
         self.log_path = data_dir / "server.log"
@@ -72,7 +73,7 @@ class Server:
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
                 [str(binary), "serve", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0",
-                 "--data-dir", str(data_dir), "--region", self.REGION],
+                 "--data-dir", str(data_dir), "--region", self.REGION] + (["--dev"] if dev else []),
                 stdout=log, stderr=subprocess.STDOUT, env=env,
             )
         deadline = time.monotonic() + 60
@@ -95,6 +96,17 @@ class Server:
             time.sleep(0.05)
         self.stop()
         pytest.fail(f"vitalcore-server at {self.url} was not ready; log:\n{self.log()}")
+
+    def model_public_key_hex(self) -> str:
+        """The Ed25519 public key a ``--dev`` server signs models with, as devices pin it.
+
+        Dev mode writes its key as a PKCS#8 v2 (RFC 5958) document, which ends with the
+        public key as ``[1] IMPLICIT BIT STRING``: ``81 21 00`` then the 32 key bytes.
+        """
+        der = (self.data_dir / "dev-signing-key.pk8").read_bytes()
+        if len(der) < 35 or der[-35:-32] != bytes.fromhex("812100"):
+            pytest.fail("the server's dev signing key is not a PKCS#8 v2 Ed25519 document")
+        return der[-32:].hex()
 
     def log(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""

@@ -63,7 +63,7 @@ ALL_VARIANTS = [
     VitalcoreError.Crypto("c"),
     VitalcoreError.Network("d", 1500),
     VitalcoreError.Network("e", None),
-    VitalcoreError.ModelRejected("f"),
+    VitalcoreError.ModelRejected("f", vitalcore.ModelRejection.NOT_NEWER),
     VitalcoreError.ConsentRequired("g"),
     VitalcoreError.Interrupted("h"),
     VitalcoreError.Internal("i"),
@@ -80,6 +80,8 @@ def test_every_error_variant_round_trips_through_rust(thrown: VitalcoreError) ->
     assert str(caught) == str(thrown)
     if isinstance(thrown, VitalcoreError.Network):
         assert caught.retry_after_ms == thrown.retry_after_ms
+    if isinstance(thrown, VitalcoreError.ModelRejected):
+        assert caught.kind == thrown.kind
 
 
 def test_foreign_exception_of_another_type_is_internal_without_its_message() -> None:

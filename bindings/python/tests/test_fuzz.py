@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -106,9 +107,30 @@ ENGINE_ERRORS = (
     VitalcoreError.NotFound,
     VitalcoreError.Backpressure,
     VitalcoreError.Interrupted,
-    # sync_now on an engine with no endpoint.
+    # sync_now / update_model on an engine with no endpoint.
     VitalcoreError.NotConfigured,
+    # install_model with anything but a bundle signed by a pinned key.
+    VitalcoreError.ModelRejected,
 )
+_MODELS = Path(__file__).resolve().parents[3] / "models"
+_ENVELOPE = (_MODELS / "rhythm-ppg.signed.json").read_bytes()
+_ARTIFACT = (_MODELS / "rhythm-ppg.onnx").read_bytes()
+
+
+@st.composite
+def bundles(draw: st.DrawFn) -> tuple[bytes, bytes]:
+    """Random bytes, or the real shipped bundle (signed by a key no engine here pins) with a
+    few bytes of either part overwritten."""
+    if draw(st.booleans()):
+        return draw(st.binary(max_size=400)), draw(st.binary(max_size=400))
+    parts = [bytearray(_ENVELOPE), bytearray(_ARTIFACT)]
+    for _ in range(draw(st.integers(0, 3))):
+        part = parts[draw(st.integers(0, 1))]
+        part[draw(st.integers(0, len(part) - 1))] = draw(st.integers(0, 255))
+    return bytes(parts[0]), bytes(parts[1])
+
+
+
 purposes = st.one_of(
     st.sampled_from(["research", "model_training", "partner_sharing", "research_study_1", "research_", "Research"]),
     st.text(max_size=40),
@@ -141,6 +163,9 @@ engine_ops = st.one_of(
     st.tuples(st.just("sync")),
     st.tuples(st.just("export")),
     st.tuples(st.just("delete_my_data")),
+    st.tuples(st.just("install_model"), bundles()),
+    st.tuples(st.just("update_model"), st.text(max_size=70)),
+    st.tuples(st.just("active_model")),
 )
 
 
@@ -212,6 +237,14 @@ def test_engine_api(tmp_path_factory, kind, ops) -> None:  # type: ignore[no-unt
                 elif name == "delete_my_data":
                     r = asyncio.run(engine.delete_my_data())
                     assert r.server == vitalcore.ServerErasure.NOT_NEEDED(), "never enrolled"
+                elif name == "install_model":
+                    engine.install_model(*args[0])
+                    raise AssertionError("no bundle here is signed by a pinned key")
+                elif name == "update_model":
+                    asyncio.run(engine.update_model(args[0]))
+                    raise AssertionError("no endpoint to update from")
+                elif name == "active_model":
+                    assert engine.active_model() == vitalcore.ModelInfo(name="rhythm-ppg", version="1.0.0")
             except ENGINE_ERRORS:
                 pass
         for cap in captures:

@@ -5,7 +5,10 @@ Everything here is the generated uniffi binding of the Rust crate ``vitalcore-ff
 running the analysis over a folder of recordings, and :mod:`vitalcore.engine` (``open_engine``
 context manager, ``check_folder``: the engine's own check pipeline over a folder; consent
 purposes in ``Purpose``; ``await engine.sync_now()``, ``engine.export_my_data()`` and
-``await engine.delete_my_data()`` for the user's rights).
+``await engine.delete_my_data()`` for the user's rights; ``await engine.update_model(name)``,
+``engine.install_model(envelope, artifact)`` and ``engine.active_model()`` for model updates),
+and :mod:`vitalcore.inference` (``OnnxModel``, ``load_model``, ``run_rows``: the SDK's own ONNX
+inference on rows of feature values).
 
 Errors are :class:`VitalcoreError` subclasses (``VitalcoreError.InvalidInput``,
 ``.Storage``, ``.Crypto``, ``.Network``, ``.ModelRejected``, ``.ConsentRequired``,
@@ -27,6 +30,8 @@ from ._native.vitalcore_ffi import (
     Engine,
     EngineConfig,
     Label,
+    ModelInfo,
+    ModelRejection,
     PredictionOutcome,
     QualityReport,
     RawSamples,
@@ -45,6 +50,10 @@ from ._native.vitalcore_ffi import (
     FeatureValue,
     InternalError,
     KeyProvider,
+    OnnxInspection,
+    OnnxModel,
+    TensorInfo,
+    inspect_onnx,
     UnavailableFeature,
     VersionInfo,
     VitalcoreError,
@@ -63,6 +72,7 @@ from ._native.vitalcore_ffi import (
 )
 from .samples import pack_f64le
 from .engine import EphemeralKey, Purpose, check_folder, open_engine, push_recording, run_check
+from .inference import load_model, run_rows
 from .recordings import Recording, analyze_folder, analyze_recording, load_recording
 
 __version__: str = version_info().sdk_version
@@ -103,6 +113,14 @@ __all__ = [
     "FeatureValue",
     "InternalError",
     "KeyProvider",
+    "ModelInfo",
+    "ModelRejection",
+    "OnnxInspection",
+    "OnnxModel",
+    "TensorInfo",
+    "inspect_onnx",
+    "load_model",
+    "run_rows",
     "Recording",
     "UnavailableFeature",
     "VersionInfo",

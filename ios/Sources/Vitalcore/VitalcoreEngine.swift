@@ -18,6 +18,8 @@ public typealias Consent = VitalcoreFFI.Consent
 public typealias Consents = VitalcoreFFI.Consents
 public typealias DeletionReport = VitalcoreFFI.DeletionReport
 public typealias ServerErasure = VitalcoreFFI.ServerErasure
+public typealias ModelInfo = VitalcoreFFI.ModelInfo
+public typealias ModelRejection = VitalcoreFFI.ModelRejection
 
 /// Consent purposes the engine uploads for.
 public enum Purpose {
@@ -121,6 +123,24 @@ public final class VitalcoreEngine: @unchecked Sendable {
     /// Deletes all of the user's data locally (keys destroyed), then asks the server to erase it.
     public func deleteMyData() async throws -> DeletionReport {
         try await raw.deleteMyData()
+    }
+
+    /// The model serving rhythm checks (the bundled default until an update is installed).
+    public func activeModel() -> ModelInfo? {
+        raw.activeModel()
+    }
+
+    /// Asks the sync endpoint for a newer version of model `name`, downloads, verifies and
+    /// installs it; `nil` when there is no new model. `.ModelRejected` (with its `kind`) when
+    /// the bundle is refused, and the model already serving keeps serving.
+    public func updateModel(_ name: String) async throws -> ModelInfo? {
+        try await raw.updateModel(name: name)
+    }
+
+    /// Verifies and activates a signed bundle the app obtained itself (`envelopeJson`: the
+    /// signed manifest, `artifact`: the ONNX bytes it pins). `.ModelRejected` with its `kind`.
+    public func installModel(envelopeJson: Data, artifact: Data) async throws -> ModelInfo {
+        try await raw.installModelAsync(envelopeJson: envelopeJson, artifact: artifact)
     }
 
     /// Stops operations in progress at their next step, committing nothing.

@@ -77,4 +77,23 @@ final class VitalcoreTests: XCTestCase {
         XCTAssertEqual(try engine.consents().current.map(\.purpose), [Purpose.research])
         try await engine.shutdown()
     }
+    func testBundledModelServesAndJunkBundlesAreRejectedWithTheirKind() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent(UUID().uuidString)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let engine = try await VitalcoreEngine.open(EngineConfig(dataDir: dir.path), keys: ClosureKeyProvider { self.key })
+        XCTAssertEqual(engine.activeModel()?.version, "1.0.0")
+        do {
+            _ = try await engine.installModel(envelopeJson: Data("{}".utf8), artifact: Data([1, 2, 3]))
+            XCTFail("expected ModelRejected")
+        } catch VitalcoreError.ModelRejected(_, let kind) {
+            XCTAssertEqual(kind, ModelRejection.tampered)
+        }
+        do {
+            _ = try await engine.updateModel("rhythm-ppg")
+            XCTFail("expected NotConfigured")
+        } catch VitalcoreError.NotConfigured {
+        }
+        XCTAssertEqual(engine.activeModel()?.version, "1.0.0")
+        try await engine.shutdown()
+    }
 }

@@ -11,6 +11,7 @@ import dev.vitalcore.ffi.Engine
 import dev.vitalcore.ffi.EngineConfig
 import dev.vitalcore.ffi.KeyProvider
 import dev.vitalcore.ffi.Label
+import dev.vitalcore.ffi.ModelInfo
 import dev.vitalcore.ffi.Session
 import dev.vitalcore.ffi.StoredCheck
 import dev.vitalcore.ffi.SyncOptions
@@ -103,6 +104,31 @@ class VitalcoreEngine private constructor(val raw: Engine) : AutoCloseable {
 
     /** Deletes all of the user's data locally (keys destroyed), then asks the server to erase it. */
     suspend fun deleteMyData(): DeletionReport = raw.deleteMyData()
+
+    /** The model serving rhythm checks (the bundled default until an update is installed), or null. */
+    val activeModel: ModelInfo? get() = raw.activeModel()
+
+    /**
+     * Asks the sync endpoint for a newer version of model [name], downloads, verifies and
+     * installs it; null when there is no new model. Runs off the caller's thread.
+     * @throws VitalcoreException.ModelRejected the bundle was refused (`kind`: `TAMPERED`,
+     *   `NOT_NEWER`, `EXPIRED`, ...); the model already serving keeps serving.
+     * @throws VitalcoreException.NotFound the server has no model by this name.
+     * @throws VitalcoreException.Network unreachable server; retry later.
+     */
+    suspend fun updateModel(name: String): ModelInfo? = raw.updateModel(name)
+
+    /**
+     * Verifies and activates a signed bundle the app obtained itself ([envelopeJson]: the
+     * signed manifest, [artifact]: the ONNX bytes it pins), off the caller's thread.
+     * @throws VitalcoreException.ModelRejected refused, with its `kind`; the old model keeps serving.
+     */
+    suspend fun installModel(envelopeJson: ByteArray, artifact: ByteArray): ModelInfo =
+        raw.installModelAsync(envelopeJson, artifact)
+
+    /** [installModel], blocking. */
+    fun installModelBlocking(envelopeJson: ByteArray, artifact: ByteArray): ModelInfo =
+        raw.installModel(envelopeJson, artifact)
 
     /** Stops operations in progress at their next step, committing nothing. */
     fun interrupt() = raw.interrupt()

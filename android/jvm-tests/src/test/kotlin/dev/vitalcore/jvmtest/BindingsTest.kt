@@ -4,6 +4,7 @@ import dev.vitalcore.Vitalcore
 import dev.vitalcore.ffi.FeatureSource
 import dev.vitalcore.ffi.InternalException
 import dev.vitalcore.ffi.KeyProvider
+import dev.vitalcore.ffi.ModelRejection
 import dev.vitalcore.ffi.VitalcoreException
 import dev.vitalcore.ffi.debugPanic
 import dev.vitalcore.ffi.debugPanicAsync
@@ -105,7 +106,7 @@ class ErrorMappingTest {
             VitalcoreException.Crypto("c"),
             VitalcoreException.Network("d", 1500UL),
             VitalcoreException.Network("e", null),
-            VitalcoreException.ModelRejected("f"),
+            VitalcoreException.ModelRejected("f", ModelRejection.NOT_NEWER),
             VitalcoreException.ConsentRequired("g"),
             VitalcoreException.Interrupted("h"),
             VitalcoreException.Internal("i"),
@@ -122,6 +123,10 @@ class ErrorMappingTest {
             Vitalcore.keyFingerprintBlocking(keyProvider { throw VitalcoreException.Network("x", 42UL) })
         }
         assertEquals(42UL, net.retryAfterMs)
+        val rejected = assertThrows<VitalcoreException.ModelRejected> {
+            Vitalcore.keyFingerprintBlocking(keyProvider { throw VitalcoreException.ModelRejected("x", ModelRejection.EXPIRED) })
+        }
+        assertEquals(ModelRejection.EXPIRED, rejected.kind)
     }
 
     @Test

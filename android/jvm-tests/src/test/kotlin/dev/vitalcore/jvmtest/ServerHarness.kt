@@ -52,8 +52,12 @@ class VitalcoreServer private constructor(
             return bin
         }
 
-        /** Starts the server and waits until it reports its address and answers `/readyz`. */
-        fun start(): VitalcoreServer {
+        /**
+         * Starts the server and waits until it reports its address and answers `/readyz`.
+         * [dev]: development mode, in which the server makes a model-signing key in its data
+         * dir (see [modelPublicKeyHex]), so uploaded models are signed and published.
+         */
+        fun start(dev: Boolean = false): VitalcoreServer {
             val dataDir = Files.createTempDirectory("vitalcore-server-").toFile()
             val enrollment = token()
             val admin = token()
@@ -63,6 +67,7 @@ class VitalcoreServer private constructor(
                 "--metrics-listen", "127.0.0.1:0",
                 "--data-dir", dataDir.path,
                 "--region", REGION,
+                *(if (dev) arrayOf("--dev") else emptyArray()),
             ).redirectErrorStream(true)
             // To a file, not a pipe: the JDK drains and closes a child's pipe when the child
             // exits, racing a reader thread ("Stream closed"), and a server whose stdout
@@ -123,6 +128,20 @@ class VitalcoreServer private constructor(
             .POST(HttpRequest.BodyPublishers.ofString(json))
         if (admin) req.header("Authorization", "Bearer $adminToken")
         return http.send(req.build(), HttpResponse.BodyHandlers.ofByteArray())
+    }
+
+    /**
+     * The Ed25519 public key a dev-mode server signs models with, as devices pin it. Dev
+     * mode writes its key as a PKCS#8 v2 (RFC 5958) document, which ends with the public key
+     * as `[1] IMPLICIT BIT STRING`: `81 21 00` then the 32 key bytes.
+     */
+    fun modelPublicKeyHex(): String {
+        val der = File(dataDir, "dev-signing-key.pk8").readBytes()
+        val marker = byteArrayOf(0x81.toByte(), 0x21, 0x00)
+        check(der.size >= 35 && der.copyOfRange(der.size - 35, der.size - 32).contentEquals(marker)) {
+            "the server's dev signing key is not a PKCS#8 v2 Ed25519 document (was it started with dev = true?)"
+        }
+        return der.copyOfRange(der.size - 32, der.size).joinToString("") { "%02x".format(it) }
     }
 
     /** What the server logged so far (stdout and stderr; for assertions and failure messages). */
