@@ -125,6 +125,18 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 
 /// The tree models run on the native evaluator; the MLP and the CNN stay on tract; the
 /// tract-only loader really is tract (it applies the loader's rewrites).
+/// `inspect` (what `vitalcore model check` and the Python bindings report) accepts every model
+/// `OnnxModel::load` runs, including ensembles only the native evaluator can build.
+#[test]
+fn inspect_accepts_every_tree_model_the_loader_runs() {
+    for (name, bytes) in tree_models().into_iter().chain(mode_models()) {
+        let facts = vitalcore::inference::inspect(&bytes)
+            .unwrap_or_else(|e| panic!("{name}: inspect refused a loadable model: {e}"));
+        assert!(facts.unsupported_operators.is_empty(), "{name}");
+        assert_eq!(facts.inputs.len(), 1, "{name}");
+    }
+}
+
 #[test]
 fn tree_ensembles_run_on_the_native_evaluator() {
     for (name, bytes) in tree_models() {

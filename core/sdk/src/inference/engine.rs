@@ -215,6 +215,7 @@ fn check_declared_shape(
 /// Reads an ONNX file's declared facts and the operators tract lacks, without preparing it.
 pub fn inspect(bytes: &[u8]) -> Result<OnnxInspection, InferenceError> {
     let mut proto = decode(bytes)?;
+    let original = proto.clone();
     let rewrites = fixup::apply(&mut proto)
         .into_iter()
         .map(str::to_owned)
@@ -222,10 +223,22 @@ pub fn inspect(bytes: &[u8]) -> Result<OnnxInspection, InferenceError> {
     let unsupported_operators = unsupported(&proto);
     let (inputs, outputs) = declared_io(&proto);
     if unsupported_operators.is_empty() {
-        // Parsing proves the graph is well-formed for tract beyond the operator names.
-        tract_onnx::onnx()
-            .model_for_proto_model(&proto)
-            .map_err(InferenceError::load)?;
+        // Parsing proves the graph is well-formed for tract beyond the operator names. A tree
+        // ensemble tract cannot build (a post transform it lacks, e.g. SOFTMAX_ZERO) is still
+        // loadable when the native evaluator takes it, as `OnnxModel::load` would.
+        if let Err(e) = tract_onnx::onnx().model_for_proto_model(&proto) {
+            let width = inputs
+                .first()
+                .and_then(|i| i.shape.last())
+                .and_then(|d| d.parse::<usize>().ok());
+            let native = match width {
+                Some(n) => trees::plan(&original, &[1, n], None)?.is_some(),
+                None => false,
+            };
+            if !native {
+                return Err(InferenceError::load(e));
+            }
+        }
     }
     Ok(OnnxInspection {
         inputs,
