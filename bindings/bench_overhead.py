@@ -94,10 +94,19 @@ def session_push(ffi, arr) -> None:
             state["k"] += 1
             return float(state["k"] - 1)
 
-        packed = per_call_us(lambda: state["s"].push_samples_f64le("ecg", next_start(), 1000.0, arr.astype("<f8").tobytes()), 2_000)
+        # The start time first: it may replace the session, and the push must go to the new one.
+        def push_packed(data: bytes) -> None:
+            t = next_start()
+            state["s"].push_samples_f64le("ecg", t, 1000.0, data)
+
+        def push_list(values: list) -> None:
+            t = next_start()
+            state["s"].push_samples("ecg", t, 1000.0, values)
+
+        packed = per_call_us(lambda: push_packed(arr.astype("<f8").tobytes()), 2_000)
         raw = arr.astype("<f8").tobytes()
-        prepacked = per_call_us(lambda: state["s"].push_samples_f64le("ecg", next_start(), 1000.0, raw), 2_000)
-        listed = per_call_us(lambda: state["s"].push_samples("ecg", next_start(), 1000.0, arr.tolist()), 200)
+        prepacked = per_call_us(lambda: push_packed(raw), 2_000)
+        listed = per_call_us(lambda: push_list(arr.tolist()), 200)
         # 1 sample per push, contiguous at 1 kHz: every push fits in one session.
         state["s"].cancel()
         one_session = engine.start_check(ffi.CheckKind.ECG_RHYTHM)

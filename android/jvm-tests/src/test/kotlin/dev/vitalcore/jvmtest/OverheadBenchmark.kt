@@ -80,10 +80,11 @@ class OverheadBenchmark {
             return (k++).toDouble()
         }
         val one = doubleArrayOf(0.5)
-        val packed = perCallNs(5_000) { session.pushSamplesF64le("ecg", next(), 1000.0, dev.vitalcore.packF64le(x)) }
+        // The start time first: next() may replace the session, and the push must go to the new one.
+        val packed = perCallNs(5_000) { val t = next(); session.pushSamplesF64le("ecg", t, 1000.0, dev.vitalcore.packF64le(x)) }
         val prepacked = dev.vitalcore.packF64le(x)
-        val packedOnly = perCallNs(5_000) { session.pushSamplesF64le("ecg", next(), 1000.0, prepacked) }
-        val list = perCallNs(2_000) { session.pushSamples("ecg", next(), 1000.0, x.asList()) }
+        val packedOnly = perCallNs(5_000) { val t = next(); session.pushSamplesF64le("ecg", t, 1000.0, prepacked) }
+        val list = perCallNs(2_000) { val t = next(); session.pushSamples("ecg", t, 1000.0, x.asList()) }
         // 1 sample per push, contiguous at 1 kHz: 80,000 pushes stay within one session.
         session.cancel(); session.close(); session = engine.startCheck(CheckKind.ECG_RHYTHM)
         val onePacked = dev.vitalcore.packF64le(one)
