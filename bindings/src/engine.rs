@@ -85,6 +85,36 @@ impl EngineConfig {
     pub fn capture_queue(self: Arc<Self>, windows: u32) -> Arc<Self> {
         self.with(|c| c.capture_queue(windows as usize))
     }
+
+    /// What a finished check survives once `finish` returns. Default `AppCrash`.
+    pub fn durability(self: Arc<Self>, durability: Durability) -> Arc<Self> {
+        self.with(|c| c.durability(durability.into()))
+    }
+
+    /// Whether the model bundled with the SDK serves rhythm checks until a signed update is
+    /// installed. Default `true`; with `false` checks report no model until then.
+    pub fn builtin_model(self: Arc<Self>, on: bool) -> Arc<Self> {
+        self.with(|c| c.builtin_model(on))
+    }
+}
+
+/// What a finished check survives (`EngineConfig.durability`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum Durability {
+    /// Every `finish` waits for the disk to flush (milliseconds): survives power loss.
+    PowerLoss,
+    /// `finish` returns once the check is in the store's write-ahead log: survives the app
+    /// being killed or crashing; an OS crash or power loss may roll back the latest checks.
+    AppCrash,
+}
+
+impl From<Durability> for vitalcore::Durability {
+    fn from(d: Durability) -> Self {
+        match d {
+            Durability::PowerLoss => Self::PowerLoss,
+            Durability::AppCrash => Self::AppCrash,
+        }
+    }
 }
 
 /// Feeds the engine's `KeyProvider` from the host's. The host's own error is kept so that

@@ -32,7 +32,7 @@ pub use analysis::{
 pub use catalogue::{
     feature_count, feature_info, features_v1, version_info, FeatureInfo, FeatureSource, VersionInfo,
 };
-pub use engine::{open_engine_async, Capture, Engine, EngineConfig, Session};
+pub use engine::{open_engine_async, Capture, Durability, Engine, EngineConfig, Session};
 pub use error::{ModelRejection, VitalcoreError};
 pub use inference::{inspect_onnx, OnnxInspection, OnnxModel, TensorInfo};
 pub use keys::{key_fingerprint, key_fingerprint_async, KeyProvider, ROOT_KEY_LEN};

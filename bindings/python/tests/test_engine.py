@@ -49,6 +49,24 @@ def test_check_on_a_real_recording_is_stored_and_read_back_after_reopen(tmp_path
         assert engine.check(check_id) is not None
 
 
+def test_config_durability_and_builtin_model_are_honoured(tmp_path: Path, recordings_dir: Path) -> None:
+    rec = _ppg(recordings_dir)
+    config = EngineConfig(str(tmp_path)).durability(vitalcore.Durability.POWER_LOSS).builtin_model(False)
+    with vitalcore.open_engine(config, StaticKey()) as engine:
+        assert engine.active_model() is None
+        result = vitalcore.run_check(engine, rec, start_s=T0)
+        # Without the bundled model nothing serves rhythm checks until an update is installed.
+        assert isinstance(
+            result.check.prediction,
+            (PredictionOutcome.NO_MODEL, PredictionOutcome.QUALITY_TOO_LOW),
+        ), result.check.prediction
+        check_id = result.check.id
+    # Reopened with the defaults (AppCrash, bundled model): same store, the check is there.
+    with vitalcore.open_engine(EngineConfig(str(tmp_path)).durability(vitalcore.Durability.APP_CRASH), StaticKey()) as engine:
+        assert engine.check(check_id) is not None
+        assert engine.active_model() is not None
+
+
 def test_wrong_key_is_a_crypto_error_and_the_data_survives(tmp_path: Path, recordings_dir: Path) -> None:
     with vitalcore.open_engine(tmp_path, StaticKey()) as engine:
         vitalcore.run_check(engine, _ppg(recordings_dir), start_s=T0)
