@@ -20,7 +20,7 @@ use vitalcore::sync::{SyncClient, SyncConfig};
 use vitalcore_protocol::{ConsentPurpose, EnrollRequest, EnrollResponse, FeatureRecord};
 use vitalcore_server::archive::Archive;
 use vitalcore_server::storage::{
-    PostgresStore, RecordQuery, SqliteStore, Store as ServerStore, StoreCounts,
+    PostgresStore, RecordQuery, SqliteStore, Store as ServerStore, StoreCounts, StoredRecord,
 };
 use vitalcore_server::{AppState, Config};
 use zeroize::Zeroizing;
@@ -145,6 +145,25 @@ impl Server {
 
     /// Every stored record consented for `purpose`.
     pub async fn records(&self, purpose: ConsentPurpose) -> Vec<FeatureRecord> {
+        self.all_records(purpose)
+            .await
+            .into_iter()
+            .map(|r| r.record)
+            .collect()
+    }
+
+    /// What the training export holds: every record consented for model training with its
+    /// outcome label (the query `GET /v1/admin/export` serves).
+    pub async fn training_export(&self) -> Vec<(FeatureRecord, Option<String>)> {
+        self.all_records(ConsentPurpose::ModelTraining)
+            .await
+            .into_iter()
+            .map(|r| (r.record, r.label))
+            .collect()
+    }
+
+    /// Every stored record consented for `purpose`, page by page.
+    async fn all_records(&self, purpose: ConsentPurpose) -> Vec<StoredRecord> {
         let mut out = Vec::new();
         let mut after = 0;
         loop {
@@ -160,30 +179,7 @@ impl Server {
                 .unwrap();
             let Some(last) = page.last() else { break };
             after = last.seq;
-            out.extend(page.into_iter().map(|r| r.record));
-        }
-        out
-    }
-
-    /// What the training export holds: every record consented for model training with its
-    /// outcome label (the query `GET /v1/admin/export` serves).
-    pub async fn training_export(&self) -> Vec<(FeatureRecord, Option<String>)> {
-        let mut out = Vec::new();
-        let mut after = 0;
-        loop {
-            let page = self
-                .store
-                .records(&RecordQuery {
-                    study: None,
-                    purpose: ConsentPurpose::ModelTraining,
-                    after_seq: after,
-                    limit: 1000,
-                })
-                .await
-                .unwrap();
-            let Some(last) = page.last() else { break };
-            after = last.seq;
-            out.extend(page.into_iter().map(|r| (r.record, r.label)));
+            out.extend(page);
         }
         out
     }
