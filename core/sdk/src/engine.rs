@@ -187,8 +187,8 @@ impl Vitalcore {
     }
 
     /// Refuses new work, waits for operations in progress (a `finish` completes or fails as a
-    /// whole) and checkpoints the store. Idempotent. Every later call fails with
-    /// [`EngineError::ShutDown`].
+    /// whole), checkpoints the store and joins its maintenance thread. Idempotent. Every
+    /// later call fails with [`EngineError::ShutDown`].
     pub fn shutdown(&self) -> Result<()> {
         let mut life = lock(&self.inner.life);
         life.shut = true;
@@ -200,7 +200,9 @@ impl Vitalcore {
                 .unwrap_or_else(PoisonError::into_inner);
         }
         drop(life);
-        self.inner.store.checkpoint()?;
+        let checkpointed = self.inner.store.checkpoint();
+        self.inner.store.stop_maintenance();
+        checkpointed?;
         Ok(())
     }
 

@@ -534,3 +534,73 @@ fn store_is_shareable_across_threads() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Store>();
 }
+
+#[test]
+fn wal_is_checkpointed_off_the_commit_path_and_stays_bounded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db_path(dir.path());
+    let cfg = StoreConfig::new(&path)
+        .durability(Durability::AppCrash)
+        .raw_retention(Some(Duration::from_secs(7 * 86_400)));
+    let store = Store::open(cfg.clone(), &provider()).expect("open");
+    assert!(
+        !store.checkpoint_stats().thread_running,
+        "opening a store started its maintenance thread"
+    );
+    let page_size: u64 = store.raw_writer_for_tests(|conn| {
+        conn.query_row("PRAGMA page_size", [], |r| r.get(0))
+            .expect("pragma")
+    });
+    let mut wal = path.clone().into_os_string();
+    wal.push("-wal");
+    let who = subject("wal");
+    // Each save writes a 24 KB sealed raw window: 1,500 saves put about 9,000 pages through
+    // the WAL, which without checkpoints would all stay in it; the writer's hard limit is
+    // 4,000 pages.
+    let mut ids = Vec::new();
+    let mut largest_wal = 0;
+    for i in 0..1500 {
+        let c = check(&who, T0 + i, i as u64);
+        store
+            .save_check(&c, None, &[window(i as f32)])
+            .expect("save");
+        ids.push(c.id);
+        let len = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+        largest_wal = largest_wal.max(len);
+    }
+    let stats = store.checkpoint_stats();
+    println!("{stats:?}, largest WAL {largest_wal} bytes");
+    assert!(
+        stats.thread_running,
+        "the WAL passed the threshold: {stats:?}"
+    );
+    assert!(
+        stats.background >= 1,
+        "no checkpoint ran off the commit path: {stats:?}"
+    );
+    let written_pages = 1500 * (24_000 / page_size);
+    let bound = (4_000 + 64) * page_size;
+    assert!(
+        largest_wal <= bound,
+        "WAL reached {largest_wal} bytes (bound {bound}, {written_pages} pages written)"
+    );
+    store.stop_maintenance();
+    assert!(
+        !store.checkpoint_stats().thread_running,
+        "stop joins the thread"
+    );
+    // Writes after a stop are fine (the thread starts again on the next need) and everything
+    // committed survives a reopen.
+    let last = check(&who, T0 + 10_000, 7);
+    store.save_check(&last, None, &[]).expect("save after stop");
+    ids.push(last.id);
+    drop(store);
+    let store = Store::open(cfg, &provider()).expect("reopen");
+    for id in &ids {
+        assert!(
+            store.check(id).expect("read").is_some(),
+            "a committed check is missing"
+        );
+    }
+    store.integrity_check().expect("integrity");
+}

@@ -17,6 +17,7 @@
 //! * Erasure deletes rows and destroys the data keys, so leftover copies are unreadable.
 
 mod audit;
+mod checkpoint;
 mod checks;
 mod codec;
 mod consent;
@@ -38,6 +39,7 @@ use std::time::Duration;
 use rusqlite::config::DbConfig;
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
+pub use checkpoint::CheckpointStats;
 pub use checks::{HistoryQuery, SavedCheck};
 pub use codec::DecodeError;
 pub use error::{Result, StoreError};
@@ -181,6 +183,7 @@ pub struct Store {
     writer: Mutex<Connection>,
     readers: db::ReaderPool,
     data_keys: Mutex<DataKeys>,
+    checkpointer: checkpoint::Checkpointer,
 }
 
 impl std::fmt::Debug for Store {
@@ -229,6 +232,10 @@ impl Store {
             schema::migrate(&mut conn, config.schema_target)
         })?;
         db::verify_pragmas(&conn, config.durability)?;
+        // From here on the writer's commits only note the WAL size; checkpoints run off the
+        // commit path (see `checkpoint`).
+        checkpoint::install_hook(&conn)?;
+        let checkpointer = checkpoint::Checkpointer::new(config.path.clone(), config.durability);
         let mut readers = Vec::with_capacity(config.readers);
         for _ in 0..config.readers {
             let r = db::open_connection(&config.path, false)?;
@@ -241,6 +248,7 @@ impl Store {
             writer: Mutex::new(conn),
             readers: db::ReaderPool::new(readers),
             data_keys: Mutex::new(DataKeys::default()),
+            checkpointer,
         })
     }
 
@@ -275,6 +283,7 @@ impl Store {
             tx.commit()?;
             Ok(v)
         })?;
+        self.checkpointer.after_commit(&conn);
         // Keys created in the transaction are cached only once they are committed.
         let mut cache = lock(&self.data_keys);
         for (id, k) in unwrapped {
@@ -356,10 +365,25 @@ impl Store {
     /// checkpoint finishes the job.
     pub fn checkpoint(&self) -> Result<bool> {
         let conn = lock(&self.writer);
-        db::with_retry(self.config.busy_budget, || {
-            let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
-            Ok(busy == 0)
+        self.checkpointer.exclusive(|| {
+            db::with_retry(self.config.busy_budget, || {
+                let busy: i64 =
+                    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+                Ok(busy == 0)
+            })
         })
+    }
+
+    /// Stops and joins the store's maintenance thread, if one runs (it checkpoints the WAL off
+    /// the commit path and starts again on the next need). Dropping the store does the same.
+    pub fn stop_maintenance(&self) {
+        self.checkpointer.stop();
+    }
+
+    /// How many WAL checkpoints ran off the commit path and inline, and whether the
+    /// maintenance thread runs.
+    pub fn checkpoint_stats(&self) -> CheckpointStats {
+        self.checkpointer.stats()
     }
 
     /// Runs SQLite's full `PRAGMA integrity_check`.
