@@ -20,8 +20,8 @@ use flate2::write::GzEncoder;
 use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::StatusCode;
 use vitalcore_protocol::{
-    BatchAck, EnrollRequest, EnrollResponse, ErasureReceipt, ErasureRequest, FeatureRecord,
-    OutcomeLabel, SyncBatch, BATCH_SCHEMA,
+    region_statement_message, BatchAck, EnrollRequest, EnrollResponse, ErasureReceipt,
+    ErasureRequest, FeatureRecord, OutcomeLabel, RegionStatement, SyncBatch, BATCH_SCHEMA,
 };
 
 use crate::privacy::{self, Anonymizer, PrivacyError};
@@ -36,12 +36,14 @@ pub enum SyncError {
     /// The server refused the device credential.
     #[error("the server refused the device credential")]
     Unauthorized,
-    /// The endpoint serves another data region than the device's; nothing was sent.
+    /// The endpoint serves another data region than the device's, or (with pinned region
+    /// keys) could not prove which region it serves; nothing was sent.
     #[error("endpoint serves region {actual}, the device belongs to {expected}")]
     WrongRegion {
         /// The device's region.
         expected: String,
-        /// What the endpoint answered.
+        /// What the endpoint answered, or [`UNVERIFIED_REGION`] when its region statement
+        /// was not signed by a pinned key over this run's nonce.
         actual: String,
     },
     /// The endpoint could not be reached or answered nonsense; retry later.
@@ -76,6 +78,9 @@ pub enum SyncError {
     ModelNotFound,
 }
 
+/// `actual` of [`SyncError::WrongRegion`] when the endpoint's region statement did not verify.
+pub const UNVERIFIED_REGION: &str = "unverified";
+
 /// Sync settings; every default is in the setter's doc.
 #[derive(Clone)]
 pub struct SyncConfig {
@@ -91,6 +96,7 @@ pub struct SyncConfig {
     timeout: Duration,
     wifi_only: bool,
     charging_only: bool,
+    region_keys: Vec<[u8; 32]>,
 }
 
 impl std::fmt::Debug for SyncConfig {
@@ -100,6 +106,7 @@ impl std::fmt::Debug for SyncConfig {
             .field("region", &self.region)
             .field("credential", &"<redacted>")
             .field("max_records", &self.max_records)
+            .field("region_keys", &self.region_keys.len())
             .finish_non_exhaustive()
     }
 }
@@ -127,6 +134,7 @@ impl SyncConfig {
             timeout: Duration::from_secs(30),
             wifi_only: false,
             charging_only: false,
+            region_keys: Vec::new(),
         }
     }
     /// Most records per batch; default 500.
@@ -165,6 +173,14 @@ impl SyncConfig {
     /// Upload only while charging; default off.
     pub fn charging_only(mut self, on: bool) -> Self {
         self.charging_only = on;
+        self
+    }
+    /// Ed25519 public keys (raw 32 bytes) of which one must sign the endpoint's region
+    /// statement (`GET /v1/region`, over a fresh nonce) before anything is sent. Default:
+    /// none: the region is read from the unsigned `GET /readyz`, which only TLS (a
+    /// certificate for the region's host name) authenticates.
+    pub fn region_keys(mut self, keys: Vec<[u8; 32]>) -> Self {
+        self.region_keys = keys;
         self
     }
 }
@@ -589,33 +605,19 @@ impl SyncClient {
         }
     }
 
-    /// Asks the endpoint which region it serves and refuses a mismatch before any upload.
-    /// With TLS (production) the answer is authenticated by the server certificate of the
-    /// region's host name.
+    /// Asks the endpoint which region it serves and refuses a mismatch before any upload
+    /// (and before any erasure request, which carries a pseudonym); see [`check_region`].
     async fn verify_region(&self) -> Result<(), SyncError> {
         if self.region_verified.lock().map(|g| *g).unwrap_or(false) {
             return Ok(());
         }
-        #[derive(serde::Deserialize)]
-        struct Ready {
-            region: String,
-        }
-        let url = format!("{}/readyz", self.config.endpoint);
-        let resp = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .map_err(|_| SyncError::Network("endpoint unreachable".into()))?;
-        let ready: Ready = read_json(resp)
-            .await
-            .ok_or_else(|| SyncError::Network("endpoint did not state its region".into()))?;
-        if ready.region != self.config.region {
-            return Err(SyncError::WrongRegion {
-                expected: self.config.region.clone(),
-                actual: ready.region,
-            });
-        }
+        check_region(
+            &self.http,
+            &self.config.endpoint,
+            &self.config.region,
+            &self.config.region_keys,
+        )
+        .await?;
         if let Ok(mut g) = self.region_verified.lock() {
             *g = true;
         }
@@ -695,6 +697,109 @@ impl SyncClient {
     }
 }
 
+/// Refuses `endpoint` unless it serves `region`. With pinned `region_keys` the endpoint must
+/// answer `GET /v1/region` with a statement signed by one of them over a nonce chosen now, so
+/// neither a server without the key nor a replayed statement passes, over plain HTTP as well;
+/// without keys the unsigned region of `GET /readyz` is compared, which only TLS (a certificate
+/// for the region's host name) authenticates.
+///
+/// Errors: [`SyncError::WrongRegion`] (another region, or [`UNVERIFIED_REGION`] when the
+/// statement does not verify), [`SyncError::Network`] / [`SyncError::Unavailable`] (retry).
+pub async fn verify_region(
+    endpoint: &str,
+    region: &str,
+    region_keys: &[[u8; 32]],
+    timeout: Duration,
+) -> Result<(), SyncError> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .build()
+        .map_err(|_| SyncError::Config("http client"))?;
+    check_region(&http, endpoint.trim_end_matches('/'), region, region_keys).await
+}
+
+async fn check_region(
+    http: &reqwest::Client,
+    endpoint: &str,
+    expected: &str,
+    keys: &[[u8; 32]],
+) -> Result<(), SyncError> {
+    let actual = if keys.is_empty() {
+        unsigned_region(http, endpoint).await?
+    } else {
+        signed_region(http, endpoint, expected, keys).await?
+    };
+    if actual != expected {
+        return Err(SyncError::WrongRegion {
+            expected: expected.to_owned(),
+            actual,
+        });
+    }
+    Ok(())
+}
+
+async fn unsigned_region(http: &reqwest::Client, endpoint: &str) -> Result<String, SyncError> {
+    #[derive(serde::Deserialize)]
+    struct Ready {
+        region: String,
+    }
+    let resp = http
+        .get(format!("{endpoint}/readyz"))
+        .send()
+        .await
+        .map_err(|_| SyncError::Network("endpoint unreachable".into()))?;
+    let ready: Ready = read_json(resp)
+        .await
+        .ok_or_else(|| SyncError::Network("endpoint did not state its region".into()))?;
+    Ok(ready.region)
+}
+
+/// The region of a statement signed by a pinned key over a fresh nonce. A statement that does
+/// not verify is a refusal, not a network error to retry: the endpoint answered, and what it
+/// answered cannot be trusted.
+async fn signed_region(
+    http: &reqwest::Client,
+    endpoint: &str,
+    expected: &str,
+    keys: &[[u8; 32]],
+) -> Result<String, SyncError> {
+    let unverified = || SyncError::WrongRegion {
+        expected: expected.to_owned(),
+        actual: UNVERIFIED_REGION.to_owned(),
+    };
+    let mut raw = [0u8; 16];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut raw)
+        .map_err(|_| SyncError::Config("system random generator"))?;
+    let nonce = hex::encode(raw);
+    let resp = http
+        .get(format!("{endpoint}/v1/region?nonce={nonce}"))
+        .send()
+        .await
+        .map_err(|_| SyncError::Network("endpoint unreachable".into()))?;
+    let status = resp.status();
+    if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+        return Err(SyncError::Unavailable {
+            retry_after_ms: retry_after_secs(resp.headers()).unwrap_or(1) * 1000,
+        });
+    }
+    if !status.is_success() {
+        return Err(unverified());
+    }
+    // A cut while reading is the network's doing (retry); a complete answer that is not a
+    // valid statement is the endpoint's.
+    let bytes = resp
+        .bytes()
+        .await
+        .map_err(|_| SyncError::Network("region statement cut off".into()))?;
+    let st: RegionStatement = serde_json::from_slice(&bytes).map_err(|_| unverified())?;
+    if !region_statement_verifies(&st, &nonce, keys) {
+        return Err(unverified());
+    }
+    Ok(st.region)
+}
+
 /// Obtains a device credential from `POST /v1/enroll` with the app's enrollment token.
 /// The token and the credential never appear in errors.
 pub async fn enroll(endpoint: &str, token: &str, timeout: Duration) -> Result<String, SyncError> {
@@ -728,6 +833,25 @@ pub async fn enroll(endpoint: &str, token: &str, timeout: Duration) -> Result<St
         }
         _ => Err(SyncError::Network("enrollment refused".into())),
     }
+}
+
+/// Whether `st` answers `nonce` and carries a valid signature by one of `keys` (matched by key
+/// id, as model manifests are).
+pub fn region_statement_verifies(st: &RegionStatement, nonce: &str, keys: &[[u8; 32]]) -> bool {
+    use base64::Engine as _;
+    if st.nonce != nonce {
+        return false;
+    }
+    let Ok(sig) = base64::engine::general_purpose::STANDARD.decode(&st.sig) else {
+        return false;
+    };
+    let message = region_statement_message(&st.region, &st.nonce);
+    keys.iter().any(|k| {
+        crate::models::key_id(k) == st.key_id
+            && ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, k)
+                .verify(&message, &sig)
+                .is_ok()
+    })
 }
 
 async fn read_json<T: serde::de::DeserializeOwned>(resp: reqwest::Response) -> Option<T> {
