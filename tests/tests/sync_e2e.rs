@@ -392,3 +392,82 @@ type Forge = dyn Fn(&str) -> vitalcore_protocol::RegionStatement + Send + Sync;
 fn rogue_pkcs8(dir: &tempfile::TempDir) -> Vec<u8> {
     std::fs::read(dir.path().join("r")).unwrap()
 }
+
+fn four_per_batch(c: SyncConfig) -> SyncConfig {
+    fast(c).max_records(4)
+}
+
+fn six_hundred_bytes_per_batch(c: SyncConfig) -> SyncConfig {
+    fast(c).max_bytes(600)
+}
+
+/// Syncs 23 records with `tune`; checks they arrive exactly once in gzip bodies smaller than
+/// their JSON; returns (records, uncompressed record bytes, smallest record) per batch.
+async fn batch_shapes(n: usize, tune: fn(SyncConfig) -> SyncConfig) -> Vec<(usize, usize, usize)> {
+    let server = Server::start(Db::Sqlite, "eu").await;
+    let proxy = Proxy::start(server.addr).await;
+    let d = Device::new(n, &server, proxy.url(), tune).await;
+    d.consent(&training(), true);
+    let ids = d.enqueue(&training(), 23);
+    let report = d.client.sync_now().await.unwrap();
+    assert_eq!(report.records_acked, 23);
+    let pseud = d.pseudonym(&training());
+    let expected: Vec<(String, String)> = ids.into_iter().map(|id| (pseud.clone(), id)).collect();
+    exactly_once(
+        &server.records(ConsentPurpose::ModelTraining).await,
+        &expected,
+    );
+    let cap = proxy.captured();
+    let batches: Vec<&Captured> = cap.iter().filter(|c| c.path == "/v1/batches").collect();
+    assert_eq!(batches.len(), report.batches_acked);
+    let plain: usize = batches.iter().map(|c| c.body.len()).sum();
+    assert!(
+        (report.bytes_sent as usize) < plain,
+        "compressed bodies ({} B) are not smaller than the JSON ({plain} B)",
+        report.bytes_sent
+    );
+    batches
+        .iter()
+        .map(|c| {
+            assert!(c
+                .head
+                .to_ascii_lowercase()
+                .contains("content-encoding: gzip"));
+            let b: SyncBatch = serde_json::from_slice(&c.body).unwrap();
+            let sizes: Vec<usize> = b
+                .records
+                .iter()
+                .map(|r| serde_json::to_vec(r).unwrap().len())
+                .collect();
+            (
+                b.records.len(),
+                sizes.iter().sum(),
+                sizes.iter().copied().min().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+/// Batches are cut by record count and by uncompressed bytes, go out gzip-compressed, and
+/// together carry every record once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_are_cut_by_count_and_bytes_and_compressed() {
+    let by_count = batch_shapes(6, four_per_batch).await;
+    let counts: Vec<usize> = by_count.iter().map(|b| b.0).collect();
+    assert_eq!(counts, [4, 4, 4, 4, 4, 3], "{by_count:?}");
+
+    let by_bytes = batch_shapes(7, six_hundred_bytes_per_batch).await;
+    let smallest = by_bytes.iter().map(|b| b.2).min().unwrap();
+    assert!(
+        smallest * 2 <= 600,
+        "records too large for this test: {by_bytes:?}"
+    );
+    for &(n, bytes, _) in &by_bytes {
+        assert!(n >= 1 && (bytes <= 600 || n == 1), "{by_bytes:?}");
+    }
+    // Every batch but the last was full: one more record would have crossed the limit.
+    for &(_, bytes, _) in &by_bytes[..by_bytes.len() - 1] {
+        assert!(bytes + smallest > 600, "{by_bytes:?}");
+    }
+    assert_eq!(by_bytes.iter().map(|b| b.0).sum::<usize>(), 23);
+}

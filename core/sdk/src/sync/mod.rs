@@ -591,18 +591,14 @@ impl SyncClient {
         Ok(Sent::GaveUp(last_wait))
     }
 
-    /// Full jitter: uniform in `[0, min(cap, base * 2^attempt)]`; `Retry-After` is a floor.
     fn backoff(&self, attempt: u32, retry_after: Option<u64>) -> Duration {
-        let ceiling = self
-            .config
-            .base_backoff
-            .saturating_mul(1u32 << attempt.min(20))
-            .min(self.config.max_backoff);
-        let jitter = ceiling.mul_f64(unit_random());
-        match retry_after {
-            Some(s) => jitter.max(Duration::from_secs(s).min(self.config.max_backoff)),
-            None => jitter,
-        }
+        full_jitter(
+            self.config.base_backoff,
+            self.config.max_backoff,
+            attempt,
+            retry_after,
+            unit_random(),
+        )
     }
 
     /// Asks the endpoint which region it serves and refuses a mismatch before any upload
@@ -863,6 +859,23 @@ fn retry_after_secs(h: &reqwest::header::HeaderMap) -> Option<u64> {
     h.get(RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()
 }
 
+/// Full jitter: `u` (uniform in `[0, 1)`) of `min(cap, base * 2^attempt)`; `Retry-After`
+/// seconds are a floor, itself capped by `cap` so a hostile header cannot park the device.
+fn full_jitter(
+    base: Duration,
+    cap: Duration,
+    attempt: u32,
+    retry_after: Option<u64>,
+    u: f64,
+) -> Duration {
+    let ceiling = base.saturating_mul(1u32 << attempt.min(20)).min(cap);
+    let jitter = ceiling.mul_f64(u.clamp(0.0, 1.0));
+    match retry_after {
+        Some(s) => jitter.max(Duration::from_secs(s).min(cap)),
+        None => jitter,
+    }
+}
+
 fn unit_random() -> f64 {
     let mut b = [0u8; 8];
     // A failed system RNG only makes the wait the full ceiling; never a reason to fail sync.
@@ -877,4 +890,52 @@ fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: Duration = Duration::from_millis(100);
+    const CAP: Duration = Duration::from_secs(5);
+
+    #[test]
+    fn full_jitter_spans_zero_to_the_exponential_ceiling_capped() {
+        for attempt in 0..8u32 {
+            let ceiling = (BASE * 2u32.pow(attempt)).min(CAP);
+            assert_eq!(full_jitter(BASE, CAP, attempt, None, 0.0), Duration::ZERO);
+            assert_eq!(full_jitter(BASE, CAP, attempt, None, 1.0), ceiling);
+            assert_eq!(full_jitter(BASE, CAP, attempt, None, 0.5), ceiling / 2);
+        }
+        // Far past the cap, and with attempt counts that would overflow a shift.
+        assert_eq!(full_jitter(BASE, CAP, 40, None, 1.0), CAP);
+        assert_eq!(full_jitter(BASE, CAP, u32::MAX, None, 1.0), CAP);
+    }
+
+    #[test]
+    fn retry_after_is_a_floor_capped_by_the_cap() {
+        assert_eq!(
+            full_jitter(BASE, CAP, 0, Some(2), 0.0),
+            Duration::from_secs(2)
+        );
+        // A larger jitter wins over a smaller Retry-After.
+        assert_eq!(
+            full_jitter(BASE, Duration::from_secs(60), 10, Some(1), 0.5),
+            Duration::from_secs(30)
+        );
+        assert_eq!(full_jitter(BASE, CAP, 0, Some(86_400), 0.0), CAP);
+    }
+
+    #[test]
+    fn real_waits_are_spread_over_the_whole_interval() {
+        // 400 draws of the system RNG: the chance that none falls in the lowest (or highest)
+        // fifth is 0.8^400, about 1e-39.
+        let ceiling = (BASE * 8).min(CAP);
+        let waits: Vec<Duration> = (0..400)
+            .map(|_| full_jitter(BASE, CAP, 3, None, unit_random()))
+            .collect();
+        assert!(waits.iter().all(|w| *w <= ceiling));
+        assert!(waits.iter().any(|w| *w < ceiling / 5));
+        assert!(waits.iter().any(|w| *w > ceiling * 4 / 5));
+    }
 }
