@@ -471,3 +471,51 @@ async fn batches_are_cut_by_count_and_bytes_and_compressed() {
     }
     assert_eq!(by_bytes.iter().map(|b| b.0).sum::<usize>(), 23);
 }
+
+/// Withdrawal stops uploads at once, also of a batch already formed and in flight (its key
+/// persisted, the app killed before the answer): after the restart it is not re-sent; the
+/// rows wait on the device and go out, once, only under a new grant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn withdrawal_stops_a_batch_already_in_flight() {
+    let server = Server::start(Db::Sqlite, "eu").await;
+    let proxy = Proxy::start(server.addr).await;
+    let mut d = Device::new(8, &server, proxy.url(), one_shot).await;
+    d.consent(&training(), true);
+    let ids = d.enqueue(&training(), 5);
+    proxy.plan(&[Fault::Drop]);
+    assert!(matches!(
+        d.client.sync_now().await,
+        Err(SyncError::Unavailable { .. })
+    ));
+    assert_eq!(d.store.outbox_in_flight_of(&d.subject).unwrap().len(), 1);
+
+    d.consent(&training(), false);
+    d.reopen();
+    let report = d.client.sync_now().await.unwrap();
+    assert_eq!(report.records_acked, 0);
+    let posts = || {
+        proxy
+            .captured()
+            .iter()
+            .filter(|c| c.path == "/v1/batches")
+            .count()
+    };
+    assert_eq!(
+        posts(),
+        1,
+        "the in-flight batch was re-sent after withdrawal"
+    );
+    assert_eq!(server.counts().await.records, 0);
+    assert_eq!(d.store.outbox_counts().unwrap(), (5, 0));
+    assert!(d.store.outbox_in_flight_of(&d.subject).unwrap().is_empty());
+
+    d.consent(&training(), true);
+    let report = d.client.sync_now().await.unwrap();
+    assert_eq!(report.records_acked, 5);
+    let pseud = d.pseudonym(&training());
+    let expected: Vec<_> = ids.into_iter().map(|i| (pseud.clone(), i)).collect();
+    exactly_once(
+        &server.records(ConsentPurpose::ModelTraining).await,
+        &expected,
+    );
+}
