@@ -9,7 +9,9 @@ use std::path::Path;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use ring::signature::{Ed25519KeyPair, KeyPair, UnparsedPublicKey, ED25519};
-use vitalcore_protocol::{ManifestSignature, ModelManifest, SignedManifest};
+use vitalcore_protocol::{
+    region_statement_message, ManifestSignature, ModelManifest, RegionStatement, SignedManifest,
+};
 
 /// Key loading and signing failures (never contain key material).
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +107,19 @@ impl Signer {
                 sig: B64.encode(sig.as_ref()),
             }],
         })
+    }
+
+    /// Signs the statement that this node serves `region`, bound to the device's `nonce`.
+    /// The signed bytes carry their own context (see `vitalcore_protocol::region`), so a
+    /// region statement never verifies as a model manifest or the other way round.
+    pub fn sign_region(&self, region: &str, nonce: &str) -> RegionStatement {
+        let sig = self.pair.sign(&region_statement_message(region, nonce));
+        RegionStatement {
+            region: region.to_owned(),
+            nonce: nonce.to_owned(),
+            key_id: self.key_id.clone(),
+            sig: B64.encode(sig.as_ref()),
+        }
     }
 }
 

@@ -84,16 +84,20 @@ fn fast() -> SyncOptions {
         .timeout(Duration::from_secs(5))
 }
 
+fn engine_config(dir: &Path, n: usize, endpoint: &str) -> Config {
+    Config::new(dir)
+        .subject(canary_subject(n))
+        .sync_endpoint(endpoint)
+        .sync_region("eu")
+        .raw_retention(Some(Duration::from_secs(86_400)))
+}
+
 fn open_engine(dir: &Path, n: usize, endpoint: &str, options: SyncOptions) -> Vitalcore {
-    let engine = Vitalcore::open(
-        Config::new(dir)
-            .subject(canary_subject(n))
-            .sync_endpoint(endpoint)
-            .sync_region("eu")
-            .raw_retention(Some(Duration::from_secs(86_400))),
-        &InMemoryKeyProvider::new(ROOT_KEY),
-    )
-    .expect("open engine");
+    open_engine_with(engine_config(dir, n, endpoint), options)
+}
+
+fn open_engine_with(config: Config, options: SyncOptions) -> Vitalcore {
+    let engine = Vitalcore::open(config, &InMemoryKeyProvider::new(ROOT_KEY)).expect("open engine");
     engine.set_sync_options(options);
     engine
 }
@@ -197,7 +201,12 @@ async fn engine_checks_reach_the_server_exactly_once(db: Db) {
         Fault::Drop,
     ]);
     let dir = tempfile::tempdir().unwrap();
-    let engine = open_engine(dir.path(), 0, &proxy.url(), fast());
+    // The server's key is pinned: the region statement is verified before anything is sent.
+    let engine = open_engine_with(
+        engine_config(dir.path(), 0, &proxy.url())
+            .sync_region_keys(vec![server.region_key_hex.clone()]),
+        fast(),
+    );
     let recs = recordings();
     let ids = run_checks(&engine, &recs, 0);
 
@@ -248,6 +257,9 @@ async fn engine_checks_reach_the_server_exactly_once(db: Db) {
     let cap = proxy.captured();
     let faults: std::collections::HashSet<Fault> = cap.iter().map(|c| c.fault).collect();
     assert!(faults.contains(&Fault::CutAfterCommit) && faults.contains(&Fault::CutDuringAnswer));
+    let first = |prefix: &str| cap.iter().position(|c| c.path.starts_with(prefix)).unwrap();
+    assert!(first("/v1/region?nonce=") < first("/v1/enroll"));
+    assert!(first("/v1/enroll") < first("/v1/batches"));
     let mut canaries = vec![
         canary_subject(0),
         T0_MS.to_string(),
@@ -1053,4 +1065,81 @@ async fn labels_reach_the_training_export_exactly_once_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn labels_reach_the_training_export_exactly_once_postgres() {
     labels_reach_the_training_export_exactly_once(Db::Postgres).await;
+}
+
+/// A forger that claims the device's region but cannot sign for a pinned key gets the region
+/// question and nothing else: not the enrollment token, not an upload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_refuses_an_endpoint_whose_region_statement_does_not_verify() {
+    let server = Server::start(Db::Sqlite, "eu").await;
+    let keys = tempfile::tempdir().unwrap();
+    let rogue = vitalcore_server::signing::Signer::load_or_create_dev(&keys.path().join("k"))
+        .unwrap()
+        .0;
+    let forger = RegionForger::start("eu", move |nonce| rogue.sign_region("eu", nonce)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open_engine_with(
+        engine_config(dir.path(), 7, &forger.url())
+            .sync_region_keys(vec![server.region_key_hex.clone()]),
+        fast(),
+    );
+    engine.grant_consent("research", "v1").unwrap();
+    run_checks(&engine, &recordings()[..1], 0);
+    match engine.sync_now().await {
+        Err(EngineError::Sync(SyncError::WrongRegion { expected, actual })) => {
+            assert_eq!(expected, "eu");
+            assert_eq!(actual, vitalcore::sync::UNVERIFIED_REGION);
+        }
+        other => panic!("expected a region refusal, got {other:?}"),
+    }
+    forger.assert_only_region_questions();
+    assert_eq!(store(dir.path()).outbox_counts().unwrap(), (1, 0));
+
+    // A malformed pinned key is a configuration error at open, not a silent fallback.
+    let bad = Vitalcore::open(
+        engine_config(dir.path(), 7, &forger.url()).sync_region_keys(vec!["abcd".into()]),
+        &InMemoryKeyProvider::new(ROOT_KEY),
+    );
+    assert!(matches!(bad, Err(EngineError::InvalidConfig(_))));
+}
+
+/// A named study is consented to and queued as `research:<study>`, the spelling; its
+/// checks reach the server filed under that study, and withdrawal under the same name erases
+/// them there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn research_study_purpose_is_named_research_colon_study() {
+    let server = Server::start(Db::Sqlite, "eu").await;
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open_engine_with(
+        engine_config(dir.path(), 8, &server.url()).outbox_purpose("research:sleep"),
+        fast(),
+    );
+    let ids = run_checks(&engine, &recordings(), 0);
+    let c = engine.grant_consent("research:sleep", "v2").unwrap();
+    assert!(c.granted);
+    assert_eq!(
+        c.purpose, "research_sleep",
+        "read back in the stored spelling"
+    );
+    sync_until_done(&engine).await;
+    let on_server = server.records(ConsentPurpose::Research).await;
+    assert_eq!(on_server.len(), ids.len());
+    assert!(on_server.iter().all(|r| r.study == "sleep"));
+    // Both spellings name one purpose.
+    engine.grant_consent("research_sleep", "v2").unwrap();
+    assert_eq!(engine.consents().unwrap().current.len(), 1);
+
+    assert!(!engine.revoke_consent("research:sleep").unwrap().granted);
+    let o = sync_until_done(&engine).await;
+    assert_eq!(o.erasures_delivered, 1);
+    assert!(server.records(ConsentPurpose::Research).await.is_empty());
+    for bad in ["research:", "research:Sleep", "research:a:b"] {
+        assert!(
+            matches!(
+                engine.grant_consent(bad, "v1"),
+                Err(EngineError::Privacy(_))
+            ),
+            "{bad}"
+        );
+    }
 }

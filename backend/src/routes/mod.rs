@@ -19,6 +19,7 @@ pub mod erasure;
 pub mod health;
 pub mod models;
 pub mod partner;
+pub mod region;
 
 /// Largest admin model upload (base64 JSON).
 const MAX_MODEL_UPLOAD: usize = 256 << 20;
@@ -30,6 +31,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/v1/openapi.json", get(crate::openapi::serve))
+        .route("/v1/region", get(region::region))
         .route("/v1/enroll", post(enroll::enroll))
         .route(
             "/v1/batches",

@@ -22,5 +22,6 @@ mod faults;
 mod fuzz;
 mod models;
 mod openapi;
+mod region;
 mod s3;
 mod server;

@@ -8,6 +8,7 @@ pub mod batch;
 pub mod enroll;
 pub mod erasure;
 pub mod manifest;
+pub mod region;
 
 pub use batch::{BatchAck, ConsentPurpose, FeatureRecord, OutcomeLabel, SyncBatch, BATCH_SCHEMA};
 pub use enroll::{EnrollRequest, EnrollResponse};
@@ -15,6 +16,10 @@ pub use erasure::{ErasureReceipt, ErasureRequest};
 pub use manifest::{
     ArtifactRef, FeatureInput, InputSpec, ManifestSignature, ModelManifest, ModelVersion,
     OutputSpec, SelfTest, SignedManifest, Task, MANIFEST_SCHEMA,
+};
+pub use region::{
+    is_valid_region_nonce, region_statement_message, RegionStatement, REGION_NONCE_HEX_LEN,
+    REGION_STATEMENT_CONTEXT,
 };
 
 /// Version of the HTTP API these types belong to (the `/v1` path prefix).

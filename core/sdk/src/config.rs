@@ -28,6 +28,7 @@ pub struct Config {
     sync_endpoint: Option<String>,
     sync_region: Option<String>,
     model_public_keys: Vec<String>,
+    region_public_keys: Vec<String>,
     raw_retention: Option<Duration>,
     cardiac_sqi_threshold: f64,
     accel_sqi_threshold: f64,
@@ -47,6 +48,7 @@ impl Config {
             sync_endpoint: None,
             sync_region: None,
             model_public_keys: Vec::new(),
+            region_public_keys: Vec::new(),
             raw_retention: None,
             cardiac_sqi_threshold: SQI_THRESHOLD,
             accel_sqi_threshold: ACCEL_SQI_THRESHOLD,
@@ -75,6 +77,16 @@ impl Config {
     /// downloaded bundle is trusted.
     pub fn model_public_keys(mut self, keys_hex: Vec<String>) -> Self {
         self.model_public_keys = keys_hex;
+        self
+    }
+
+    /// Ed25519 public keys (hex) of the sync servers. With any, a sync first asks the endpoint
+    /// for its region statement (`GET /v1/region`) signed by one of them over a fresh nonce,
+    /// and refuses to send anything (uploads and erasure requests alike) unless it verifies and
+    /// names [`Config::sync_region`]. Default: none: the region the endpoint states in the
+    /// unsigned `GET /readyz` is checked, which only TLS authenticates.
+    pub fn sync_region_keys(mut self, keys_hex: Vec<String>) -> Self {
+        self.region_public_keys = keys_hex;
         self
     }
 
@@ -107,7 +119,8 @@ impl Config {
     }
 
     /// Purpose of the outbox record written with each check; sync uploads it only under the
-    /// user's consent for this purpose. Default: `"research"`.
+    /// user's consent for this purpose. A named study is `research:<study>` (stored as
+    /// `research_<study>`). Default: `"research"`.
     pub fn outbox_purpose(mut self, purpose: impl Into<String>) -> Self {
         self.outbox_purpose = purpose.into();
         self
@@ -175,6 +188,27 @@ impl Config {
         &self.model_public_keys
     }
 
+    /// Pinned sync server keys (hex), see [`Config::sync_region_keys`].
+    pub fn get_sync_region_keys(&self) -> &[String] {
+        &self.region_public_keys
+    }
+
+    /// [`Config::sync_region_keys`] as raw keys.
+    pub(crate) fn region_keys(&self) -> Result<Vec<[u8; 32]>> {
+        self.region_public_keys
+            .iter()
+            .map(|k| {
+                let mut out = [0u8; 32];
+                hex::decode_to_slice(k.trim(), &mut out).map_err(|_| {
+                    EngineError::InvalidConfig(
+                        "sync region keys must be 32-byte Ed25519 keys in hex",
+                    )
+                })?;
+                Ok(out)
+            })
+            .collect()
+    }
+
     /// Raw-window retention.
     pub fn get_raw_retention(&self) -> Option<Duration> {
         self.raw_retention
@@ -224,6 +258,7 @@ impl Config {
                 ));
             }
         }
+        self.region_keys()?;
         Ok(())
     }
 }

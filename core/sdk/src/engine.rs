@@ -117,8 +117,9 @@ impl Vitalcore {
         config.validate()?;
         let subject = SubjectId::new(config.subject_id())
             .map_err(|_| EngineError::InvalidConfig("subject must be 1..=256 bytes"))?;
-        let purpose = Purpose::new(config.purpose_name())
-            .map_err(|_| EngineError::InvalidConfig("outbox purpose must be [a-z0-9_]{1,32}"))?;
+        let purpose = crate::privacy::purpose_from_name(config.purpose_name()).map_err(|_| {
+            EngineError::InvalidConfig("outbox purpose must be [a-z0-9_]{1,32} or research:<study>")
+        })?;
         std::fs::create_dir_all(config.data_dir()).map_err(crate::store::StoreError::CannotOpen)?;
         let store = Store::open(
             StoreConfig::new(config.store_path())

@@ -48,7 +48,7 @@ use serde::{Deserialize, Serialize};
 use crate::engine::{lock, Vitalcore};
 use crate::error::{EngineError, Result};
 use crate::history::StoredCheck;
-use crate::privacy::{self, AnonymizationPolicy, Anonymizer, LocalDp, PrivacyError};
+use crate::privacy::{self, AnonymizationPolicy, Anonymizer, LocalDp};
 use crate::store::{ConsentDecision, Purpose, SyncMeta};
 use crate::sync::{DeviceConditions, ModelPoll, SyncClient, SyncConfig, SyncError, SyncReport};
 
@@ -195,7 +195,8 @@ impl SyncOptions {
 /// One consent decision as the app shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Consent {
-    /// Purpose (`research`, `research_<study>`, `model_training`, `partner_sharing`).
+    /// Purpose (`research`, `research_<study>`, `model_training`, `partner_sharing`); a
+    /// study granted as `research:<study>` reads back as `research_<study>`.
     pub purpose: String,
     /// Granted (`true`) or withdrawn/refused (`false`).
     pub granted: bool,
@@ -441,7 +442,7 @@ fn throwaway_secret() -> Result<zeroize::Zeroizing<[u8; 32]>> {
 
 /// A purpose the user can consent to: a valid name with an upload meaning.
 fn upload_purpose(name: &str) -> Result<Purpose> {
-    let p = Purpose::new(name).map_err(|_| PrivacyError::UnknownPurpose)?;
+    let p = privacy::purpose_from_name(name)?;
     privacy::wire_purpose(&p)?;
     Ok(p)
 }
@@ -473,7 +474,8 @@ impl Vitalcore {
     /// Records queued for the purpose from now on are uploaded by [`Vitalcore::sync_now`].
     ///
     /// Errors: [`EngineError::Privacy`] if the purpose has no upload meaning (valid purposes:
-    /// `research`, `research_<study>`, `model_training`, `partner_sharing`).
+    /// `research`, `research:<study>` (also spelled `research_<study>`), `model_training`,
+    /// `partner_sharing`).
     pub fn grant_consent(&self, purpose: &str, policy_version: &str) -> Result<Consent> {
         let p = upload_purpose(purpose)?;
         let _op = self.inner.begin()?;
@@ -581,6 +583,10 @@ impl Vitalcore {
             (o.enrollment_token.clone(), o.timeout)
         };
         let token = token.ok_or(SyncError::NotEnrolled)?;
+        // The token goes only to an endpoint of the device's own region, as everything else.
+        let region = self.inner.config.get_sync_region().unwrap_or_default();
+        crate::sync::verify_region(endpoint, region, &self.inner.config.region_keys()?, timeout)
+            .await?;
         let credential = crate::sync::enroll(endpoint, &token, timeout).await?;
         store.set_sync_meta(SyncMeta::Credential, credential.as_bytes())?;
         Ok((credential, true))
@@ -621,7 +627,8 @@ impl Vitalcore {
             .backoff(o.base_backoff, o.max_backoff)
             .timeout(o.timeout)
             .wifi_only(o.wifi_only)
-            .charging_only(o.charging_only);
+            .charging_only(o.charging_only)
+            .region_keys(self.inner.config.region_keys()?);
         let client = Arc::new(SyncClient::new(
             self.inner.store.clone(),
             self.inner.subject.clone(),

@@ -39,6 +39,9 @@ pub struct Server {
     pub store: Arc<dyn ServerStore>,
     /// Hex of the model-signing public key (servers started with `models`), for devices to pin.
     pub model_key_hex: Option<String>,
+    /// Hex of the server's Ed25519 key, which signs its region statements (every server has
+    /// one), for devices that pin it with `region_keys`.
+    pub region_key_hex: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     _dir: tempfile::TempDir,
 }
@@ -91,13 +94,13 @@ impl Server {
             admin_token: models.then(|| ADMIN_TOKEN.to_owned()),
             ..Config::default()
         };
-        let signer = models.then(|| {
+        let signer =
             vitalcore_server::signing::Signer::load_or_create_dev(&dir.path().join("signing.key"))
                 .unwrap()
-                .0
-        });
-        let model_key_hex = signer.as_ref().map(|s| hex::encode(s.public_key()));
-        let state = AppState::new(config, store.clone(), archive, signer);
+                .0;
+        let region_key_hex = hex::encode(signer.public_key());
+        let model_key_hex = models.then(|| region_key_hex.clone());
+        let state = AppState::new(config, store.clone(), archive, Some(signer));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -112,6 +115,7 @@ impl Server {
             addr,
             store,
             model_key_hex,
+            region_key_hex,
             stop: Some(tx),
             _dir: dir,
         }
@@ -119,6 +123,13 @@ impl Server {
 
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The raw key devices pin to verify this server's region statements.
+    pub fn region_key(&self) -> [u8; 32] {
+        let mut k = [0u8; 32];
+        hex::decode_to_slice(&self.region_key_hex, &mut k).unwrap();
+        k
     }
 
     pub async fn enroll(&self) -> String {
@@ -639,6 +650,25 @@ impl Device {
     pub fn pseudonym(&self, p: &Purpose) -> String {
         self.anonymizer().pseudonym(&self.subject, p)
     }
+
+    /// A client like `self.client` (same store, secret, credential and tuning) that also pins
+    /// `keys` for the endpoint's signed region statement.
+    pub fn pinned_client(&self, endpoint: &str, keys: Vec<[u8; 32]>) -> SyncClient {
+        let cfg = (self.tune)(SyncConfig::new(
+            endpoint,
+            &self.region,
+            &self.credential,
+            vec![training(), research()],
+        ))
+        .region_keys(keys);
+        SyncClient::new(
+            self.store.clone(),
+            self.subject.clone(),
+            self.anonymizer(),
+            cfg,
+        )
+        .unwrap()
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -699,4 +729,77 @@ pub fn assert_no_canary(captured: &[Captured], devices: &[&Device]) {
         }
     }
     assert!(bodies > 0, "the scan saw no batch body at all");
+}
+
+/// An endpoint that is not the device's region server but claims to be: it answers
+/// `GET /v1/region` with whatever `forge` makes of the request's nonce and `GET /readyz` with
+/// the claimed region, and answers every other request 500 after recording its request line,
+/// so a test can show that nothing else reached it.
+pub struct RegionForger {
+    pub addr: SocketAddr,
+    requests: Arc<Mutex<Vec<String>>>,
+}
+
+type Forge = dyn Fn(&str) -> vitalcore_protocol::RegionStatement + Send + Sync;
+
+impl RegionForger {
+    pub async fn start(
+        claimed_region: &str,
+        forge: impl Fn(&str) -> vitalcore_protocol::RegionStatement + Send + Sync + 'static,
+    ) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let forge: Arc<Forge> = Arc::new(forge);
+        let ready = serde_json::json!({"status": "ready", "region": claimed_region}).to_string();
+        let seen = requests.clone();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let (forge, seen, ready) = (forge.clone(), seen.clone(), ready.clone());
+                tokio::spawn(async move {
+                    let Ok(Some((head, _))) = read_head(&mut conn).await else {
+                        return;
+                    };
+                    let line = head.lines().next().unwrap_or_default().to_owned();
+                    seen.lock().unwrap().push(line.clone());
+                    let target = line.split_whitespace().nth(1).unwrap_or_default();
+                    let (status, body) = if let Some(q) = target.strip_prefix("/v1/region?nonce=") {
+                        ("200 OK", serde_json::to_string(&forge(q)).unwrap())
+                    } else if line.starts_with("GET /readyz") {
+                        ("200 OK", ready)
+                    } else {
+                        ("500 Internal Server Error", String::new())
+                    };
+                    let resp = format!(
+                        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = conn.write_all(resp.as_bytes()).await;
+                    let _ = conn.shutdown().await;
+                });
+            }
+        });
+        Self { addr, requests }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Request lines received (`GET /v1/region?nonce=... HTTP/1.1`, ...).
+    pub fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    /// Asserts that only region questions reached this endpoint.
+    pub fn assert_only_region_questions(&self) {
+        let r = self.requests();
+        assert!(!r.is_empty(), "the device never asked the forger anything");
+        for line in &r {
+            assert!(
+                line.starts_with("GET /v1/region?nonce="),
+                "the device sent more than a region question to an unverified endpoint: {line}"
+            );
+        }
+    }
 }

@@ -38,6 +38,19 @@ pub enum PrivacyError {
     Store(#[from] StoreError),
 }
 
+/// A purpose as the app names it, in the store's vocabulary: `research:<study>` (the public
+/// spelling of a named study) becomes `research_<study>`, since stored purposes are
+/// `[a-z0-9_]`; every other name is taken as it is. Both spellings name the same purpose, and
+/// consents read back use the stored one.
+pub fn purpose_from_name(name: &str) -> Result<Purpose, PrivacyError> {
+    let stored = match name.strip_prefix("research:") {
+        Some(study) if !study.is_empty() => format!("research_{study}"),
+        Some(_) => return Err(PrivacyError::UnknownPurpose),
+        None => name.to_owned(),
+    };
+    Purpose::new(stored).map_err(|_| PrivacyError::UnknownPurpose)
+}
+
 /// What a local purpose means on the wire: `model_training`, `partner_sharing`, `research`
 /// (the app's own study, named by the [`AnonymizationPolicy`]) or `research_<study>` (the
 /// store's purpose vocabulary is `[a-z0-9_]`, so the study is the suffix after `research_`).
@@ -578,6 +591,36 @@ mod tests {
     }
 
     #[test]
+    fn research_colon_study_is_the_stored_research_underscore_study() {
+        let p = purpose_from_name("research:sleep").unwrap();
+        assert_eq!(p.as_str(), "research_sleep");
+        assert_eq!(p, purpose_from_name("research_sleep").unwrap());
+        assert_eq!(
+            wire_purpose(&p).unwrap(),
+            (ConsentPurpose::Research, Some("sleep"))
+        );
+        assert_eq!(purpose_from_name("research").unwrap().as_str(), "research");
+        assert_eq!(
+            purpose_from_name("model_training").unwrap().as_str(),
+            "model_training"
+        );
+        for bad in [
+            "research:",
+            "research:Sleep",
+            "research:a:b",
+            "research:sleep study",
+            "research:-x",
+            "Research:sleep",
+            "",
+        ] {
+            assert!(
+                matches!(purpose_from_name(bad), Err(PrivacyError::UnknownPurpose)),
+                "{bad:?} must be refused"
+            );
+        }
+    }
+
+    #[test]
     fn laplace_noise_is_deterministic_per_record_and_has_the_laplace_spread() {
         let dp = LocalDp::new(10.0)
             .unwrap()
@@ -652,6 +695,24 @@ mod tests {
             prop_assert!((laplace(1.0 - u, scale) + x).abs() <= 1e-8 * scale);
             if u > 0.5 { prop_assert!(x >= 0.0) } else { prop_assert!(x <= 0.0) }
             prop_assert!((laplace(u, 2.0 * scale) - 2.0 * x).abs() <= 1e-9 * x.abs().max(1.0));
+        }
+
+        /// Any study name the store can hold is accepted in both spellings, as the same
+        /// purpose, and goes on the wire as that study.
+        #[test]
+        fn research_study_spellings_agree(study in "[a-z0-9_]{1,23}") {
+            let colon = purpose_from_name(&format!("research:{study}")).unwrap();
+            prop_assert_eq!(&colon, &purpose_from_name(&format!("research_{study}")).unwrap());
+            prop_assert_eq!(wire_purpose(&colon).unwrap(), (ConsentPurpose::Research, Some(study.as_str())));
+        }
+
+        /// Arbitrary app input never panics; whatever is accepted is a valid stored name.
+        #[test]
+        fn arbitrary_purpose_names_are_refused_or_stored_names(name in "\\PC{0,40}") {
+            if let Ok(p) = purpose_from_name(&name) {
+                prop_assert!(p.as_str().bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'));
+                prop_assert!(!p.as_str().contains(':'));
+            }
         }
 
         /// Untrusted payload bytes never panic, and whatever comes out is generalized.

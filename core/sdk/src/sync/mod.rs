@@ -20,8 +20,8 @@ use flate2::write::GzEncoder;
 use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::StatusCode;
 use vitalcore_protocol::{
-    BatchAck, EnrollRequest, EnrollResponse, ErasureReceipt, ErasureRequest, FeatureRecord,
-    OutcomeLabel, SyncBatch, BATCH_SCHEMA,
+    region_statement_message, BatchAck, EnrollRequest, EnrollResponse, ErasureReceipt,
+    ErasureRequest, FeatureRecord, OutcomeLabel, RegionStatement, SyncBatch, BATCH_SCHEMA,
 };
 
 use crate::privacy::{self, Anonymizer, PrivacyError};
@@ -36,12 +36,14 @@ pub enum SyncError {
     /// The server refused the device credential.
     #[error("the server refused the device credential")]
     Unauthorized,
-    /// The endpoint serves another data region than the device's; nothing was sent.
+    /// The endpoint serves another data region than the device's, or (with pinned region
+    /// keys) could not prove which region it serves; nothing was sent.
     #[error("endpoint serves region {actual}, the device belongs to {expected}")]
     WrongRegion {
         /// The device's region.
         expected: String,
-        /// What the endpoint answered.
+        /// What the endpoint answered, or [`UNVERIFIED_REGION`] when its region statement
+        /// was not signed by a pinned key over this run's nonce.
         actual: String,
     },
     /// The endpoint could not be reached or answered nonsense; retry later.
@@ -76,6 +78,9 @@ pub enum SyncError {
     ModelNotFound,
 }
 
+/// `actual` of [`SyncError::WrongRegion`] when the endpoint's region statement did not verify.
+pub const UNVERIFIED_REGION: &str = "unverified";
+
 /// Sync settings; every default is in the setter's doc.
 #[derive(Clone)]
 pub struct SyncConfig {
@@ -91,6 +96,7 @@ pub struct SyncConfig {
     timeout: Duration,
     wifi_only: bool,
     charging_only: bool,
+    region_keys: Vec<[u8; 32]>,
 }
 
 impl std::fmt::Debug for SyncConfig {
@@ -100,6 +106,7 @@ impl std::fmt::Debug for SyncConfig {
             .field("region", &self.region)
             .field("credential", &"<redacted>")
             .field("max_records", &self.max_records)
+            .field("region_keys", &self.region_keys.len())
             .finish_non_exhaustive()
     }
 }
@@ -127,6 +134,7 @@ impl SyncConfig {
             timeout: Duration::from_secs(30),
             wifi_only: false,
             charging_only: false,
+            region_keys: Vec::new(),
         }
     }
     /// Most records per batch; default 500.
@@ -165,6 +173,14 @@ impl SyncConfig {
     /// Upload only while charging; default off.
     pub fn charging_only(mut self, on: bool) -> Self {
         self.charging_only = on;
+        self
+    }
+    /// Ed25519 public keys (raw 32 bytes) of which one must sign the endpoint's region
+    /// statement (`GET /v1/region`, over a fresh nonce) before anything is sent. Default:
+    /// none: the region is read from the unsigned `GET /readyz`, which only TLS (a
+    /// certificate for the region's host name) authenticates.
+    pub fn region_keys(mut self, keys: Vec<[u8; 32]>) -> Self {
+        self.region_keys = keys;
         self
     }
 }
@@ -575,47 +591,29 @@ impl SyncClient {
         Ok(Sent::GaveUp(last_wait))
     }
 
-    /// Full jitter: uniform in `[0, min(cap, base * 2^attempt)]`; `Retry-After` is a floor.
     fn backoff(&self, attempt: u32, retry_after: Option<u64>) -> Duration {
-        let ceiling = self
-            .config
-            .base_backoff
-            .saturating_mul(1u32 << attempt.min(20))
-            .min(self.config.max_backoff);
-        let jitter = ceiling.mul_f64(unit_random());
-        match retry_after {
-            Some(s) => jitter.max(Duration::from_secs(s).min(self.config.max_backoff)),
-            None => jitter,
-        }
+        full_jitter(
+            self.config.base_backoff,
+            self.config.max_backoff,
+            attempt,
+            retry_after,
+            unit_random(),
+        )
     }
 
-    /// Asks the endpoint which region it serves and refuses a mismatch before any upload.
-    /// With TLS (production) the answer is authenticated by the server certificate of the
-    /// region's host name.
+    /// Asks the endpoint which region it serves and refuses a mismatch before any upload
+    /// (and before any erasure request, which carries a pseudonym); see [`check_region`].
     async fn verify_region(&self) -> Result<(), SyncError> {
         if self.region_verified.lock().map(|g| *g).unwrap_or(false) {
             return Ok(());
         }
-        #[derive(serde::Deserialize)]
-        struct Ready {
-            region: String,
-        }
-        let url = format!("{}/readyz", self.config.endpoint);
-        let resp = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .map_err(|_| SyncError::Network("endpoint unreachable".into()))?;
-        let ready: Ready = read_json(resp)
-            .await
-            .ok_or_else(|| SyncError::Network("endpoint did not state its region".into()))?;
-        if ready.region != self.config.region {
-            return Err(SyncError::WrongRegion {
-                expected: self.config.region.clone(),
-                actual: ready.region,
-            });
-        }
+        check_region(
+            &self.http,
+            &self.config.endpoint,
+            &self.config.region,
+            &self.config.region_keys,
+        )
+        .await?;
         if let Ok(mut g) = self.region_verified.lock() {
             *g = true;
         }
@@ -695,6 +693,109 @@ impl SyncClient {
     }
 }
 
+/// Refuses `endpoint` unless it serves `region`. With pinned `region_keys` the endpoint must
+/// answer `GET /v1/region` with a statement signed by one of them over a nonce chosen now, so
+/// neither a server without the key nor a replayed statement passes, over plain HTTP as well;
+/// without keys the unsigned region of `GET /readyz` is compared, which only TLS (a certificate
+/// for the region's host name) authenticates.
+///
+/// Errors: [`SyncError::WrongRegion`] (another region, or [`UNVERIFIED_REGION`] when the
+/// statement does not verify), [`SyncError::Network`] / [`SyncError::Unavailable`] (retry).
+pub async fn verify_region(
+    endpoint: &str,
+    region: &str,
+    region_keys: &[[u8; 32]],
+    timeout: Duration,
+) -> Result<(), SyncError> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .build()
+        .map_err(|_| SyncError::Config("http client"))?;
+    check_region(&http, endpoint.trim_end_matches('/'), region, region_keys).await
+}
+
+async fn check_region(
+    http: &reqwest::Client,
+    endpoint: &str,
+    expected: &str,
+    keys: &[[u8; 32]],
+) -> Result<(), SyncError> {
+    let actual = if keys.is_empty() {
+        unsigned_region(http, endpoint).await?
+    } else {
+        signed_region(http, endpoint, expected, keys).await?
+    };
+    if actual != expected {
+        return Err(SyncError::WrongRegion {
+            expected: expected.to_owned(),
+            actual,
+        });
+    }
+    Ok(())
+}
+
+async fn unsigned_region(http: &reqwest::Client, endpoint: &str) -> Result<String, SyncError> {
+    #[derive(serde::Deserialize)]
+    struct Ready {
+        region: String,
+    }
+    let resp = http
+        .get(format!("{endpoint}/readyz"))
+        .send()
+        .await
+        .map_err(|_| SyncError::Network("endpoint unreachable".into()))?;
+    let ready: Ready = read_json(resp)
+        .await
+        .ok_or_else(|| SyncError::Network("endpoint did not state its region".into()))?;
+    Ok(ready.region)
+}
+
+/// The region of a statement signed by a pinned key over a fresh nonce. A statement that does
+/// not verify is a refusal, not a network error to retry: the endpoint answered, and what it
+/// answered cannot be trusted.
+async fn signed_region(
+    http: &reqwest::Client,
+    endpoint: &str,
+    expected: &str,
+    keys: &[[u8; 32]],
+) -> Result<String, SyncError> {
+    let unverified = || SyncError::WrongRegion {
+        expected: expected.to_owned(),
+        actual: UNVERIFIED_REGION.to_owned(),
+    };
+    let mut raw = [0u8; 16];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut raw)
+        .map_err(|_| SyncError::Config("system random generator"))?;
+    let nonce = hex::encode(raw);
+    let resp = http
+        .get(format!("{endpoint}/v1/region?nonce={nonce}"))
+        .send()
+        .await
+        .map_err(|_| SyncError::Network("endpoint unreachable".into()))?;
+    let status = resp.status();
+    if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+        return Err(SyncError::Unavailable {
+            retry_after_ms: retry_after_secs(resp.headers()).unwrap_or(1) * 1000,
+        });
+    }
+    if !status.is_success() {
+        return Err(unverified());
+    }
+    // A cut while reading is the network's doing (retry); a complete answer that is not a
+    // valid statement is the endpoint's.
+    let bytes = resp
+        .bytes()
+        .await
+        .map_err(|_| SyncError::Network("region statement cut off".into()))?;
+    let st: RegionStatement = serde_json::from_slice(&bytes).map_err(|_| unverified())?;
+    if !region_statement_verifies(&st, &nonce, keys) {
+        return Err(unverified());
+    }
+    Ok(st.region)
+}
+
 /// Obtains a device credential from `POST /v1/enroll` with the app's enrollment token.
 /// The token and the credential never appear in errors.
 pub async fn enroll(endpoint: &str, token: &str, timeout: Duration) -> Result<String, SyncError> {
@@ -730,6 +831,25 @@ pub async fn enroll(endpoint: &str, token: &str, timeout: Duration) -> Result<St
     }
 }
 
+/// Whether `st` answers `nonce` and carries a valid signature by one of `keys` (matched by key
+/// id, as model manifests are).
+pub fn region_statement_verifies(st: &RegionStatement, nonce: &str, keys: &[[u8; 32]]) -> bool {
+    use base64::Engine as _;
+    if st.nonce != nonce {
+        return false;
+    }
+    let Ok(sig) = base64::engine::general_purpose::STANDARD.decode(&st.sig) else {
+        return false;
+    };
+    let message = region_statement_message(&st.region, &st.nonce);
+    keys.iter().any(|k| {
+        crate::models::key_id(k) == st.key_id
+            && ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, k)
+                .verify(&message, &sig)
+                .is_ok()
+    })
+}
+
 async fn read_json<T: serde::de::DeserializeOwned>(resp: reqwest::Response) -> Option<T> {
     let bytes = resp.bytes().await.ok()?;
     serde_json::from_slice(&bytes).ok()
@@ -737,6 +857,23 @@ async fn read_json<T: serde::de::DeserializeOwned>(resp: reqwest::Response) -> O
 
 fn retry_after_secs(h: &reqwest::header::HeaderMap) -> Option<u64> {
     h.get(RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()
+}
+
+/// Full jitter: `u` (uniform in `[0, 1)`) of `min(cap, base * 2^attempt)`; `Retry-After`
+/// seconds are a floor, itself capped by `cap` so a hostile header cannot park the device.
+fn full_jitter(
+    base: Duration,
+    cap: Duration,
+    attempt: u32,
+    retry_after: Option<u64>,
+    u: f64,
+) -> Duration {
+    let ceiling = base.saturating_mul(1u32 << attempt.min(20)).min(cap);
+    let jitter = ceiling.mul_f64(u.clamp(0.0, 1.0));
+    match retry_after {
+        Some(s) => jitter.max(Duration::from_secs(s).min(cap)),
+        None => jitter,
+    }
 }
 
 fn unit_random() -> f64 {
@@ -753,4 +890,52 @@ fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: Duration = Duration::from_millis(100);
+    const CAP: Duration = Duration::from_secs(5);
+
+    #[test]
+    fn full_jitter_spans_zero_to_the_exponential_ceiling_capped() {
+        for attempt in 0..8u32 {
+            let ceiling = (BASE * 2u32.pow(attempt)).min(CAP);
+            assert_eq!(full_jitter(BASE, CAP, attempt, None, 0.0), Duration::ZERO);
+            assert_eq!(full_jitter(BASE, CAP, attempt, None, 1.0), ceiling);
+            assert_eq!(full_jitter(BASE, CAP, attempt, None, 0.5), ceiling / 2);
+        }
+        // Far past the cap, and with attempt counts that would overflow a shift.
+        assert_eq!(full_jitter(BASE, CAP, 40, None, 1.0), CAP);
+        assert_eq!(full_jitter(BASE, CAP, u32::MAX, None, 1.0), CAP);
+    }
+
+    #[test]
+    fn retry_after_is_a_floor_capped_by_the_cap() {
+        assert_eq!(
+            full_jitter(BASE, CAP, 0, Some(2), 0.0),
+            Duration::from_secs(2)
+        );
+        // A larger jitter wins over a smaller Retry-After.
+        assert_eq!(
+            full_jitter(BASE, Duration::from_secs(60), 10, Some(1), 0.5),
+            Duration::from_secs(30)
+        );
+        assert_eq!(full_jitter(BASE, CAP, 0, Some(86_400), 0.0), CAP);
+    }
+
+    #[test]
+    fn real_waits_are_spread_over_the_whole_interval() {
+        // 400 draws of the system RNG: the chance that none falls in the lowest (or highest)
+        // fifth is 0.8^400, about 1e-39.
+        let ceiling = (BASE * 8).min(CAP);
+        let waits: Vec<Duration> = (0..400)
+            .map(|_| full_jitter(BASE, CAP, 3, None, unit_random()))
+            .collect();
+        assert!(waits.iter().all(|w| *w <= ceiling));
+        assert!(waits.iter().any(|w| *w < ceiling / 5));
+        assert!(waits.iter().any(|w| *w > ceiling * 4 / 5));
+    }
 }
