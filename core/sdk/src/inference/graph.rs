@@ -7,8 +7,10 @@
 //! Here a convolution is computed directly (no im2col): weights are packed once at load as
 //! `[output-channel block][input channel][tap][channel in block]`, the output channels of a block
 //! are the innermost loop (so LLVM vectorizes them), and a few output positions share each
-//! weight load. On x86_64 the same kernel is compiled a second time with AVX2 and FMA enabled
-//! and chosen at load when the CPU has both; on aarch64 fused multiply-add is baseline.
+//! weight load. On x86_64 a second copy of the kernel is compiled with AVX2 and FMA enabled
+//! (its interior tile written with explicit intrinsics, as LLVM's vectorization of the generic
+//! tile proved fragile) and chosen at load when the CPU has both; on aarch64 fused
+//! multiply-add is baseline.
 //!
 //! A convolution writes its output channels-last (`[position][channel]`), so a block of output
 //! channels is one or two vector stores instead of 8-16 strided scalar ones; the next
@@ -18,9 +20,9 @@
 //! The plan is built once: shapes are static (the loader pins a batch-1 input), every
 //! intermediate tensor gets a buffer sized at load, constant operands are broadcast to their
 //! output shape at load, a bias `Add` after a `MatMul`, a `BatchNormalization` after a
-//! convolution and an activation after either are fused into that step. A prediction borrows one set of buffers from a small
-//! pool (one set per concurrent caller, kept for the next call), so a steady caller allocates
-//! nothing.
+//! convolution and an activation after either are fused into that step. A prediction borrows
+//! one set of buffers from a small pool (one set per concurrent caller, kept for the next
+//! call), so a steady caller allocates nothing.
 //!
 //! Covered: `Conv` 1-D (group 1, any kernel, stride, dilation, pads or `auto_pad`, optional
 //! bias), `Relu`, `LeakyRelu`, `Sigmoid`, `Tanh`, `MaxPool`/`AveragePool` 1-D (no `ceil_mode`,
@@ -29,9 +31,10 @@
 //! broadcastable operand (or two tensors of one shape), `BatchNormalization` (inference),
 //! `Softmax` over the last axis, `Concat`, `Identity`, `Dropout` (inference), `Cast` to float.
 //! Anything else (another operator, another element type, a batch other than 1, a constant
-//! subgraph, an output that is not float) makes [`plan`] return `None` and tract takes the
-//! model; a graph that contradicts itself (weights whose shape does not fit their input, an
-//! initializer whose data does not fill its dims) is a typed error at load.
+//! subgraph, an output that is not float, a dilated `SAME_*` window, which ONNX Runtime
+//! refuses) makes [`plan`] return `None` and tract takes the model; a graph that contradicts
+//! itself (weights whose shape does not fit their input, an initializer whose data does not
+//! fill its dims) is a typed error at load.
 //!
 //! Semantics follow ONNX Runtime where they differ from a naive reading: NaN passes through
 //! `Relu` (`x < 0 ? 0 : x`, not `max(x, 0)`), padding is never a candidate of `MaxPool`.
