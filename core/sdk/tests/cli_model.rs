@@ -112,3 +112,32 @@ fn a_wrong_input_shape_or_a_non_model_is_a_clear_refusal() {
     let out = doctor(&[&path("mlp16"), "--input-shape", "1,x"]);
     assert!(!out.status.success());
 }
+
+/// The doctor names the evaluator the SDK picked, in JSON and in text: the CNN on the native
+/// graph evaluator (and still at parity with ONNX Runtime there), the tree ensemble on the
+/// native tree evaluator, the MLP with its integer label output on tract.
+#[test]
+fn reports_the_backend_the_sdk_runs_the_model_on() {
+    support::init_ort();
+    for (name, backend) in [
+        ("cnn1d", "native_graph"),
+        ("gbdt200_binary", "native_trees"),
+        ("mlp16", "tract"),
+    ] {
+        let out = doctor(&[&path(name), "--format", "json", "--runs", "50"]);
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let r = json(&out);
+        assert_eq!(r["backend"], backend, "{name}");
+        let diff = r["onnxruntime"]["max_abs_diff"]
+            .as_f64()
+            .expect("max abs diff");
+        assert!(diff <= 1e-5, "{name}: max abs diff {diff}");
+        let out = doctor(&[&path(name), "--runs", "50"]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains(&format!("backend: {backend}\n")), "{text}");
+    }
+}

@@ -17,13 +17,13 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// Runs `n` random inputs through both runtimes and asserts parity on `output`. A model served
-/// by the native tree evaluator is checked through tract too (`load_tract`), the path any tree
-/// form the native evaluator does not cover takes.
+/// by a native evaluator is checked through tract too (`load_tract`), the path any form the
+/// native evaluators do not cover takes.
 fn parity(name: &str, shape: &[usize], output: &str, n: usize, scale: f32) -> f32 {
     let bytes = model_bytes(name);
     let mut models = vec![OnnxModel::load(&bytes, shape, Some(&[output]))
         .unwrap_or_else(|e| panic!("{name} loads: {e}"))];
-    if models[0].backend() == Backend::NativeTrees {
+    if models[0].backend() != Backend::Tract {
         models.push(
             OnnxModel::load_tract(&bytes, shape, Some(&[output]))
                 .unwrap_or_else(|e| panic!("tract loads {name}: {e}")),

@@ -8,6 +8,7 @@ use tract_onnx::tract_core::model::typed::TypedSimpleState;
 
 use super::error::InferenceError;
 use super::fixup;
+use super::graph::{self, NativeGraph};
 use super::trees::{self, Port, TreeClassifier};
 
 type Plan = Arc<TypedRunnableModel>;
@@ -47,6 +48,10 @@ pub enum Backend {
     /// flat node tables built once at load, ONNX Runtime's semantics, no allocation per
     /// prediction.
     NativeTrees,
+    /// The SDK's own evaluator for small feed-forward float graphs (1-D convolutions, dense
+    /// layers, pooling, activations, softmax): direct convolution kernels with weights packed
+    /// once at load, buffers sized at load, no allocation per prediction.
+    NativeGraph,
 }
 
 impl Backend {
@@ -55,6 +60,7 @@ impl Backend {
         match self {
             Backend::Tract => "tract",
             Backend::NativeTrees => "native_trees",
+            Backend::NativeGraph => "native_graph",
         }
     }
 }
@@ -68,6 +74,7 @@ enum Exec {
         trees: TreeClassifier,
         ports: Vec<Port>,
     },
+    Graph(NativeGraph),
 }
 
 /// An ONNX model prepared for inference on one pinned input shape.
@@ -251,8 +258,9 @@ pub fn inspect(bytes: &[u8]) -> Result<OnnxInspection, InferenceError> {
 impl OnnxModel {
     /// Loads an ONNX model from bytes with its single input pinned to `input_shape` (f32), and
     /// prepares it once: a graph whose work is one tree-ensemble classifier in a form the native
-    /// evaluator covers runs on it ([`Backend::NativeTrees`]), anything else on tract's optimized
-    /// plan.
+    /// evaluator covers runs on it ([`Backend::NativeTrees`]); a small feed-forward float graph
+    /// (1-D CNN, MLP) whose every needed operator the graph evaluator covers runs on that
+    /// ([`Backend::NativeGraph`]); anything else on tract's optimized plan.
     ///
     /// `outputs`, when given, keeps only those graph outputs (by ONNX name), so work feeding
     /// outputs nobody reads (a classifier's label branch) is pruned from the plan.
@@ -285,6 +293,9 @@ impl OnnxModel {
             check_declared_shape(&proto, input_shape)?;
             if let Some(plan) = trees::plan(&proto, input_shape, outputs)? {
                 return Ok(Self::native(plan, input_shape));
+            }
+            if let Some(plan) = graph::plan(&proto, input_shape, outputs)? {
+                return Ok(Self::native_graph(plan, input_shape));
             }
         }
         let rewrites = fixup::apply(&mut proto);
@@ -374,11 +385,36 @@ impl OnnxModel {
         }
     }
 
+    fn native_graph(plan: graph::GraphPlan, input_shape: &[usize]) -> Self {
+        let dims = |d: &[usize]| d.iter().map(usize::to_string).collect::<Vec<_>>();
+        OnnxModel {
+            input: TensorInfo {
+                name: plan.input,
+                datum_type: "F32".to_owned(),
+                shape: dims(input_shape),
+            },
+            outputs: plan
+                .outputs
+                .iter()
+                .map(|(name, shape)| TensorInfo {
+                    name: name.clone(),
+                    datum_type: "F32".to_owned(),
+                    shape: dims(shape),
+                })
+                .collect(),
+            exec: Exec::Graph(plan.graph),
+            input_len: input_shape.iter().product(),
+            input_shape: input_shape.to_vec(),
+            rewrites: Vec::new(),
+        }
+    }
+
     /// The evaluator this model runs on.
     pub fn backend(&self) -> Backend {
         match self.exec {
             Exec::Tract { .. } => Backend::Tract,
             Exec::Trees { .. } => Backend::NativeTrees,
+            Exec::Graph(_) => Backend::NativeGraph,
         }
     }
 
@@ -426,6 +462,14 @@ impl OnnxModel {
                 None => Err(InferenceError::UnknownOutput(format!("#{output}"))),
             };
         }
+        if let Exec::Graph(graph) = &self.exec {
+            self.check_len(input)?;
+            return if graph.run_into(input, output, out) {
+                Ok(())
+            } else {
+                Err(InferenceError::UnknownOutput(format!("#{output}")))
+            };
+        }
         let outputs = self.run_raw(input)?;
         let value = outputs
             .get(output)
@@ -457,6 +501,10 @@ impl OnnxModel {
                     Port::Label => Vec::new(),
                 })
                 .collect());
+        }
+        if let Exec::Graph(graph) = &self.exec {
+            self.check_len(input)?;
+            return Ok(graph.run_all(input));
         }
         let outputs = self.run_raw(input)?;
         Ok(outputs
@@ -490,6 +538,14 @@ impl OnnxModel {
                 }
                 None => Err(InferenceError::UnknownOutput(self.output_name(output))),
             };
+        }
+        if let Exec::Graph(graph) = &self.exec {
+            // Every output of the native graph is a float tensor.
+            return Err(if output < graph.n_outputs() {
+                InferenceError::OutputType(self.output_name(output))
+            } else {
+                InferenceError::UnknownOutput(self.output_name(output))
+            });
         }
         let outputs = self.run_raw(input)?;
         let name = || {

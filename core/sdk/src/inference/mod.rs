@@ -9,6 +9,7 @@
 mod engine;
 mod error;
 mod fixup;
+mod graph;
 mod trees;
 
 pub use engine::{inspect, Backend, OnnxInspection, OnnxModel, TensorInfo};

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use serde::Serialize;
-use vitalcore::inference::{inspect, OnnxModel, TensorInfo};
+use vitalcore::inference::{inspect, Backend, OnnxModel, TensorInfo};
 
 /// Subcommands of `vitalcore model`.
 #[derive(Debug, clap::Subcommand)]
@@ -104,7 +104,7 @@ struct OrtReport {
     latency: Option<Latency>,
     #[serde(skip_serializing_if = "Option::is_none")]
     max_abs_diff: Option<f32>,
-    /// tract p50 / ONNX Runtime p50.
+    /// Our p50 (on the backend the SDK picked) / ONNX Runtime p50.
     #[serde(skip_serializing_if = "Option::is_none")]
     latency_ratio_p50: Option<f64>,
 }
@@ -122,6 +122,9 @@ struct Report {
     error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     input_shape: Option<Vec<usize>>,
+    /// The evaluator the SDK runs this model on (`tract`, `native_trees`, `native_graph`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    backend: Option<Backend>,
     #[serde(skip_serializing_if = "Option::is_none")]
     cold_start_ms: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -201,6 +204,7 @@ fn check(args: &CheckArgs) -> Result<ExitCode, String> {
         loadable: false,
         error: None,
         input_shape: None,
+        backend: None,
         cold_start_ms: None,
         latency: None,
         onnxruntime: OrtReport {
@@ -241,6 +245,7 @@ fn check(args: &CheckArgs) -> Result<ExitCode, String> {
                 match loaded {
                     Err(e) => report.error = Some(e.to_string()),
                     Ok(model) => {
+                        report.backend = Some(model.backend());
                         let len: usize = shape.iter().product();
                         inputs = random_inputs(runs.min(200), len);
                         let first = model.run_all(&inputs[0]);
@@ -271,7 +276,7 @@ fn check(args: &CheckArgs) -> Result<ExitCode, String> {
     if report.loadable {
         report.onnxruntime = compare_with_ort(&bytes, &report, &inputs, &tract_outputs, runs);
     } else {
-        report.onnxruntime.reason = Some("the model did not load in tract".into());
+        report.onnxruntime.reason = Some("the model did not load".into());
     }
     match args.format {
         Format::Json => println!(
@@ -321,9 +326,12 @@ fn print_text(r: &Report) {
     if let Some(shape) = &r.input_shape {
         println!("pinned input shape: {shape:?}");
     }
+    if let Some(b) = r.backend {
+        println!("backend: {}", b.as_str());
+    }
     if let (Some(c), Some(l)) = (r.cold_start_ms, &r.latency) {
         println!(
-            "tract:        cold start {c:.2} ms, p50 {:.1} us, p99 {:.1} us ({} runs)",
+            "vitalcore:    cold start {c:.2} ms, p50 {:.1} us, p99 {:.1} us ({} runs)",
             l.p50_us, l.p99_us, l.runs
         );
     }
@@ -335,10 +343,10 @@ fn print_text(r: &Report) {
                 l.p50_us, l.p99_us, l.runs
             );
             if let Some(d) = o.max_abs_diff {
-                println!("max abs diff (tract vs onnxruntime): {d:e}");
+                println!("max abs diff (vitalcore vs onnxruntime): {d:e}");
             }
             if let Some(ratio) = o.latency_ratio_p50 {
-                println!("latency ratio p50 (tract / onnxruntime): {ratio:.2}");
+                println!("latency ratio p50 (vitalcore / onnxruntime): {ratio:.2}");
             }
         }
         _ => println!(
