@@ -50,6 +50,14 @@ impl EngineConfig {
         self.with(|c| c.sync_region(region))
     }
 
+    /// Hex Ed25519 public keys of the sync servers. With any, a sync first asks the endpoint for
+    /// its region statement signed by one of them over a fresh nonce and sends nothing (uploads
+    /// and erasure requests alike) unless it verifies and names `sync_region`. Default: none
+    /// (the endpoint's unsigned region is checked, which only TLS authenticates).
+    pub fn sync_region_keys(self: Arc<Self>, keys_hex: Vec<String>) -> Arc<Self> {
+        self.with(|c| c.sync_region_keys(keys_hex))
+    }
+
     /// Hex Ed25519 public keys model bundles must be signed with. Default: none.
     pub fn model_public_keys(self: Arc<Self>, keys_hex: Vec<String>) -> Arc<Self> {
         self.with(|c| c.model_public_keys(keys_hex))

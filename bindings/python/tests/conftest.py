@@ -164,3 +164,15 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     s = Server(binary, tmp_path_factory.mktemp("server"))
     yield s
     s.stop()
+
+
+@pytest.fixture(scope="session")
+def signed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A second session server, in dev mode so that it has a signing key (region statements)."""
+    default = Path(__file__).resolve().parents[3] / "target" / "debug" / "vitalcore-server"
+    binary = Path(os.environ.get("VITALCORE_SERVER_BIN", default))
+    if not os.access(binary, os.X_OK):
+        pytest.fail(f"{binary} is missing: run `make server-bin` (or `make test-bindings-python`)")
+    s = Server(binary, tmp_path_factory.mktemp("signed-server"), dev=True)
+    yield s
+    s.stop()

@@ -33,11 +33,12 @@ def _checks(engine: vitalcore.Engine, pieces: list[list[float]], first_hour: int
     return out
 
 
-def _config(path: Path, endpoint: str) -> EngineConfig:
+def _config(path: Path, endpoint: str, region_keys: list[str] | None = None) -> EngineConfig:
     return (
         EngineConfig(str(path))
         .sync_endpoint(endpoint)
         .sync_region(Server.REGION)
+        .sync_region_keys(region_keys or [])
         .outbox_purpose(Purpose.PARTNER_SHARING)
     )
 
@@ -164,3 +165,26 @@ def test_sync_errors_are_actionable(tmp_path: Path, recordings_dir: Path, server
         assert err.value.retry_after_ms is None
         # Never enrolled: no server holds anything.
         assert asyncio.run(engine.delete_my_data()).server == ServerErasure.NOT_NEEDED()
+
+
+def test_region_statement_is_verified_against_the_pinned_key_before_anything_is_sent(
+    tmp_path: Path, recordings_dir: Path, signed_server: Server
+) -> None:
+    study = "python_region"
+    good = [signed_server.model_public_key_hex()]
+    other = ["11" * 32]  # well-formed, but not the server's key
+    with vitalcore.open_engine(_config(tmp_path / "other", signed_server.url, other), StaticKey()) as engine:
+        engine.set_sync_options(_options(signed_server, study))
+        engine.grant_consent(Purpose.PARTNER_SHARING, "v1")
+        _checks(engine, _minutes(recordings_dir, 1), first_hour=0)
+        with pytest.raises(VitalcoreError.NotConfigured, match="region"):
+            asyncio.run(engine.sync_now())
+    assert _hr_on_server(signed_server, study) == []
+    with vitalcore.open_engine(_config(tmp_path / "good", signed_server.url, good), StaticKey()) as engine:
+        engine.set_sync_options(_options(signed_server, study))
+        engine.grant_consent(Purpose.PARTNER_SHARING, "v1")
+        hr = _checks(engine, _minutes(recordings_dir, 2), first_hour=0)
+        asyncio.run(engine.sync_now())
+    assert _hr_on_server(signed_server, study) == sorted(hr)
+    with pytest.raises(VitalcoreError.InvalidInput, match="region keys"):
+        vitalcore.Engine.open(_config(tmp_path / "bad", signed_server.url, ["not hex"]), StaticKey())
