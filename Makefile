@@ -12,7 +12,7 @@ CARGO     ?= cargo
 export VITALCORE_CACHE := $(CURDIR)/$(CACHE)
 export VITALCORE_PYTHON := $(CURDIR)/$(PY)
 
-.PHONY: test-models
+.PHONY: test-models test-no-tract
 .PHONY: ffi-lib server-bin py-wheel bindings-gen test-bindings test-bindings-python test-kotlin test-swift-gen bench-bindings
 .PHONY: help demo test-demo test test-rust test-python lint fmt venv data bench clean services test-deploy
 
@@ -75,7 +75,7 @@ test-rust: data services
 test-python: data
 	$(PY) -m pytest -q scripts/tests
 
-test: lint test-rust test-python test-deploy test-bindings test-models test-demo
+test: lint test-rust test-python test-deploy test-bindings test-models test-demo test-no-tract
 	@echo "make test: all suites passed"
 
 # DEMO_ARGS: for example --devices 100, or --postgres URL.
@@ -154,6 +154,14 @@ test-bindings: test-bindings-python test-kotlin test-swift-gen
 
 bench-bindings: data
 	bash bindings/bench.sh
+
+# The mobile configuration (no tract; what android/ and ios/ build): tree models run natively,
+# any other model is refused at load by name, an update that needs tract leaves the old model
+# serving. Other features than test-rust, so vitalcore compiles once more, for one test binary.
+test-no-tract: data
+	$(CARGO) clippy -p vitalcore --no-default-features --locked --lib --test inference_native -- -D warnings
+	$(CARGO) clippy -p vitalcore-ffi --no-default-features --locked --lib -- -D warnings
+	$(CARGO) test -p vitalcore --no-default-features --locked --test inference_native
 
 # --- Training pipeline (models/) ---------------------------------------------------------
 # The trainer against real vitalcore-server processes. The server is built with the same

@@ -7,22 +7,23 @@ PY=${VITALCORE_PYTHON:-.venv/bin/python}
 out=target/bench-bindings
 rm -rf "$out" && mkdir -p "$out"
 
-# 1. Size: the shipped build (profile release-ffi, no test exports), stripped as packaging
-#    strips it, next to the default release profile for comparison.
+# 1. Size: the shipped builds (profile release-ffi, no test exports), stripped as packaging
+#    strips them: the mobile one (Android, iOS: no tract, --no-default-features) and the one
+#    with tract (the general ONNX evaluator, as the Python wheel has it).
+cargo build -q -p vitalcore-ffi --locked --profile release-ffi --no-default-features
+cp target/release-ffi/libvitalcore_ffi.so "$out/mobile.so"
 cargo build -q -p vitalcore-ffi --locked --profile release-ffi
-cp target/release-ffi/libvitalcore_ffi.so "$out/ffi.so"
-cargo build -q -p vitalcore-ffi --locked --release
-cp target/release/libvitalcore_ffi.so "$out/release.so"
-strip -s -o "$out/ffi.stripped.so" "$out/ffi.so"
-strip -s -o "$out/release.stripped.so" "$out/release.so"
+cp target/release-ffi/libvitalcore_ffi.so "$out/tract.so"
+strip -s -o "$out/mobile.stripped.so" "$out/mobile.so"
+strip -s -o "$out/tract.stripped.so" "$out/tract.so"
 size() { stat -c %s "$1"; }
-echo "BENCH size release-ffi_unstripped_bytes=$(size "$out/ffi.so")"
-echo "BENCH size release-ffi_stripped_bytes=$(size "$out/ffi.stripped.so")"
-echo "BENCH size release_stripped_bytes=$(size "$out/release.stripped.so")"
+echo "BENCH size release-ffi_mobile_unstripped_bytes=$(size "$out/mobile.so")"
+echo "BENCH size release-ffi_mobile_stripped_bytes=$(size "$out/mobile.stripped.so")"
+echo "BENCH size release-ffi_with_tract_stripped_bytes=$(size "$out/tract.stripped.so")"
 
-# 2. Overhead: the release-ffi library with the test exports (the Kotlin test sources use
-#    them), bindings generated from that very library.
-cargo build -q -p vitalcore-ffi --locked --profile release-ffi --features testing
+# 2. Overhead: the mobile release-ffi library with the test exports (the Kotlin test sources
+#    use them), bindings generated from that very library.
+cargo build -q -p vitalcore-ffi --locked --profile release-ffi --no-default-features --features testing
 cargo build -q -p vitalcore-ffi --locked --features cli,testing --bin uniffi-bindgen
 lib="$out/lib"
 mkdir -p "$lib" && cp target/release-ffi/libvitalcore_ffi.so "$lib/"

@@ -225,7 +225,7 @@ impl OnnxModel {
     pub fn run_rows_f32le(&self, rows: Vec<u8>, output: String) -> Result<Vec<u8>> {
         let len = self.row_len()?;
         let row_bytes = len * 4;
-        if row_bytes == 0 || rows.len() % row_bytes != 0 {
+        if row_bytes == 0 || !rows.len().is_multiple_of(row_bytes) {
             return Err(VitalcoreError::invalid(format!(
                 "{} bytes are not whole rows of {len} f32 values",
                 rows.len()

@@ -42,7 +42,7 @@ pub(crate) enum PackedError {
 /// Unpacks little-endian IEEE-754 f64 values. Hosts pass samples this way to avoid uniffi's
 /// per-element sequence encoding, which dominates the cost of a batch call (see BENCHMARKS.md).
 pub(crate) fn unpack_f64le(bytes: &[u8]) -> Result<Vec<f64>, crate::VitalcoreError> {
-    if bytes.len() % 8 != 0 {
+    if !bytes.len().is_multiple_of(8) {
         return Err(PackedError::Ragged { len: bytes.len() }.into());
     }
     Ok(bytes

@@ -104,6 +104,34 @@ def cnn1d(seed: int) -> onnx.ModelProto:
     return model
 
 
+def dense_clip(seed: int) -> onnx.ModelProto:
+    """A dense layer whose output is clipped to [0, 1]: a float model with an operator (Clip)
+    only the general evaluator (tract) runs, for what a build without it refuses."""
+    rng = np.random.default_rng(seed)
+    inits = [
+        numpy_helper.from_array((rng.normal(size=(N_FEATURES, 2)) * 0.3).astype(np.float32), "w"),
+        numpy_helper.from_array((rng.normal(size=(2,)) * 0.1 + 0.5).astype(np.float32), "b"),
+        numpy_helper.from_array(np.array(0.0, dtype=np.float32), "lo"),
+        numpy_helper.from_array(np.array(1.0, dtype=np.float32), "hi"),
+    ]
+    nodes = [
+        helper.make_node("MatMul", ["x", "w"], ["m"]),
+        helper.make_node("Add", ["m", "b"], ["a"]),
+        helper.make_node("Clip", ["a", "lo", "hi"], ["probabilities"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "dense_clip",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", N_FEATURES])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 2])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="vitalcore-models")
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
 def tree_modes(seed: int, post: str, base: bool) -> onnx.ModelProto:
     rng = np.random.default_rng(seed)
     modes = ["BRANCH_LEQ", "BRANCH_LT", "BRANCH_GTE", "BRANCH_GT", "BRANCH_EQ", "BRANCH_NEQ"]
@@ -200,6 +228,8 @@ def build(out: Path) -> list[dict]:
     save("rf_binary", sk(rf, x), [1, N_FEATURES], "probabilities", "RandomForestClassifier binary, 30 trees")
 
     save("cnn1d", cnn1d(3), [1, 1, CNN_LEN], "probabilities", "1-D CNN over 30 s at 64 Hz")
+
+    save("dense_clip", dense_clip(4), [1, N_FEATURES], "probabilities", "dense layer + Clip (tract only)")
 
     for i, (suffix, post, base) in enumerate(
         [("softmax_zero", "SOFTMAX_ZERO", False), ("logistic", "LOGISTIC", True), ("none", "NONE", False)]

@@ -277,7 +277,7 @@ fn native_matches_onnx_runtime_at_thresholds_extremes_and_nan() {
                 let input: Vec<f32> = (0..batch * w)
                     .map(|i| {
                         let r = rng.next_u64();
-                        if r % 11 == 0 {
+                        if r.is_multiple_of(11) {
                             f32::NAN
                         } else {
                             pick(

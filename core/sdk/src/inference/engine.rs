@@ -1,16 +1,25 @@
-//! [`OnnxModel`]: tract behind our type. Load from bytes, pin the input fact, optimize once,
-//! share the plan across threads.
+//! [`OnnxModel`]: the native evaluators and tract behind our type. Load from bytes, pin the
+//! input fact, optimize once, share the plan across threads.
+//!
+//! Without the `tract` feature only the native evaluators exist: a model they do not cover is
+//! refused at load with [`InferenceError::NeedsTract`].
 
+#[cfg(feature = "tract")]
 use std::sync::{Arc, Mutex};
 
+#[cfg(feature = "tract")]
 use tract_onnx::prelude::*;
+#[cfg(feature = "tract")]
 use tract_onnx::tract_core::model::typed::TypedSimpleState;
 
 use super::error::InferenceError;
+#[cfg(feature = "tract")]
 use super::fixup;
 use super::graph::{self, NativeGraph};
+use super::pb;
 use super::trees::{self, Port, TreeClassifier};
 
+#[cfg(feature = "tract")]
 type Plan = Arc<TypedRunnableModel>;
 
 /// Name, element type and shape of one model input or output, as the optimized plan sees it.
@@ -32,9 +41,12 @@ pub struct OnnxInspection {
     pub inputs: Vec<TensorInfo>,
     /// Outputs as declared in the file.
     pub outputs: Vec<TensorInfo>,
-    /// Operator types (with domain when not the default) tract has no implementation of.
+    /// Operator types (with domain when not the default) this build cannot run: those tract has
+    /// no implementation of or, in a build without tract, those the native evaluators do not
+    /// cover. Empty when the model can load.
     pub unsupported_operators: Vec<String>,
-    /// Compatibility rewrites the loader applies before parsing (see `fixup`).
+    /// Compatibility rewrites the loader applies before parsing for tract (see `fixup`; none
+    /// without tract).
     pub rewrites: Vec<String>,
 }
 
@@ -42,7 +54,8 @@ pub struct OnnxInspection {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Backend {
-    /// tract's optimized plan (every model that is not served natively).
+    /// tract's optimized plan (every model that is not served natively; only in builds with
+    /// the `tract` feature).
     Tract,
     /// The SDK's own evaluator for a graph whose work is one ONNX-ML `TreeEnsembleClassifier`:
     /// flat node tables built once at load, ONNX Runtime's semantics, no allocation per
@@ -66,6 +79,7 @@ impl Backend {
 }
 
 enum Exec {
+    #[cfg(feature = "tract")]
     Tract {
         plan: Plan,
         pool: Mutex<Vec<TypedSimpleState>>,
@@ -102,13 +116,17 @@ impl std::fmt::Debug for OnnxModel {
     }
 }
 
-fn decode(bytes: &[u8]) -> Result<tract_onnx::pb::ModelProto, InferenceError> {
+/// Decodes with tract's own protobuf types, which the compatibility rewrites and tract's parser
+/// work on.
+#[cfg(feature = "tract")]
+fn tract_decode(bytes: &[u8]) -> Result<tract_onnx::pb::ModelProto, InferenceError> {
     let mut reader = bytes;
     tract_onnx::onnx()
         .proto_model_for_read(&mut reader)
         .map_err(|_| InferenceError::Decode)
 }
 
+#[cfg(feature = "tract")]
 fn unsupported(proto: &tract_onnx::pb::ModelProto) -> Vec<String> {
     let known = tract_onnx::onnx().op_register.0;
     let mut missing: Vec<String> = Vec::new();
@@ -132,6 +150,7 @@ fn unsupported(proto: &tract_onnx::pb::ModelProto) -> Vec<String> {
     missing
 }
 
+#[cfg(feature = "tract")]
 fn info_of(model: &TypedModel, outlet: OutletId) -> Result<TensorInfo, InferenceError> {
     let fact = model.outlet_fact(outlet).map_err(InferenceError::load)?;
     let name = model
@@ -145,15 +164,15 @@ fn info_of(model: &TypedModel, outlet: OutletId) -> Result<TensorInfo, Inference
     })
 }
 
-fn value_info(v: &tract_onnx::pb::ValueInfoProto) -> TensorInfo {
-    use tract_onnx::pb::tensor_shape_proto::dimension::Value as Dim;
-    use tract_onnx::pb::type_proto::Value as Type;
+fn value_info(v: &pb::ValueInfoProto) -> TensorInfo {
+    use pb::tensor_shape_proto::dimension::Value as Dim;
+    use pb::type_proto::Value as Type;
     let tensor = v.r#type.as_ref().and_then(|t| match &t.value {
         Some(Type::TensorType(tensor)) => Some(tensor),
         _ => None,
     });
     let datum_type = tensor
-        .and_then(|t| tract_onnx::pb::tensor_proto::DataType::try_from(t.elem_type).ok())
+        .and_then(|t| pb::tensor_proto::DataType::try_from(t.elem_type).ok())
         .map_or_else(|| "?".to_owned(), |d| d.as_str_name().to_owned());
     // Read from the file itself: a symbolic (dynamic batch) dimension stays its symbol, which
     // tract's inference facts would not report once any dimension is open.
@@ -178,7 +197,7 @@ fn value_info(v: &tract_onnx::pb::ValueInfoProto) -> TensorInfo {
 }
 
 /// Declared graph inputs (initializers listed as inputs by old exporters excluded) and outputs.
-fn declared_io(proto: &tract_onnx::pb::ModelProto) -> (Vec<TensorInfo>, Vec<TensorInfo>) {
+fn declared_io(proto: &pb::ModelProto) -> (Vec<TensorInfo>, Vec<TensorInfo>) {
     let Some(graph) = proto.graph.as_ref() else {
         return (Vec::new(), Vec::new());
     };
@@ -195,7 +214,7 @@ fn declared_io(proto: &tract_onnx::pb::ModelProto) -> (Vec<TensorInfo>, Vec<Tens
 /// Refuses an input shape that contradicts the model's declared input (fixed dims differ, or
 /// another rank).
 fn check_declared_shape(
-    proto: &tract_onnx::pb::ModelProto,
+    proto: &pb::ModelProto,
     input_shape: &[usize],
 ) -> Result<(), InferenceError> {
     let (declared_inputs, _) = declared_io(proto);
@@ -219,34 +238,12 @@ fn check_declared_shape(
     Ok(())
 }
 
-/// Reads an ONNX file's declared facts and the operators tract lacks, without preparing it.
+/// Reads an ONNX file's declared facts and the operators this build cannot run, without
+/// preparing it.
 pub fn inspect(bytes: &[u8]) -> Result<OnnxInspection, InferenceError> {
-    let mut proto = decode(bytes)?;
-    let original = proto.clone();
-    let rewrites = fixup::apply(&mut proto)
-        .into_iter()
-        .map(str::to_owned)
-        .collect();
-    let unsupported_operators = unsupported(&proto);
+    let proto = pb::decode(bytes)?;
     let (inputs, outputs) = declared_io(&proto);
-    if unsupported_operators.is_empty() {
-        // Parsing proves the graph is well-formed for tract beyond the operator names. A tree
-        // ensemble tract cannot build (a post transform it lacks, e.g. SOFTMAX_ZERO) is still
-        // loadable when the native evaluator takes it, as `OnnxModel::load` would.
-        if let Err(e) = tract_onnx::onnx().model_for_proto_model(&proto) {
-            let width = inputs
-                .first()
-                .and_then(|i| i.shape.last())
-                .and_then(|d| d.parse::<usize>().ok());
-            let native = match width {
-                Some(n) => trees::plan(&original, &[1, n], None)?.is_some(),
-                None => false,
-            };
-            if !native {
-                return Err(InferenceError::load(e));
-            }
-        }
-    }
+    let (unsupported_operators, rewrites) = inspect_general(bytes, &proto, &inputs)?;
     Ok(OnnxInspection {
         inputs,
         outputs,
@@ -255,12 +252,122 @@ pub fn inspect(bytes: &[u8]) -> Result<OnnxInspection, InferenceError> {
     })
 }
 
+/// Whether the native evaluators serve the model at a batch of one, its input width read from
+/// the declared input.
+fn native_at_declared_width(
+    proto: &pb::ModelProto,
+    inputs: &[TensorInfo],
+) -> Result<bool, InferenceError> {
+    // Symbolic dimensions (the batch) are pinned to 1, as `Model` pins them.
+    let Some(declared) = inputs.first() else {
+        return Ok(false);
+    };
+    let shape: Vec<usize> = declared
+        .shape
+        .iter()
+        .map(|d| d.parse::<usize>().unwrap_or(1))
+        .collect();
+    if shape.is_empty() {
+        return Ok(false);
+    }
+    Ok(trees::plan(proto, &shape, None)?.is_some() || graph::plan(proto, &shape, None)?.is_some())
+}
+
+/// Operators tract lacks and the rewrites it needs.
+#[cfg(feature = "tract")]
+fn inspect_general(
+    bytes: &[u8],
+    ours: &pb::ModelProto,
+    inputs: &[TensorInfo],
+) -> Result<(Vec<String>, Vec<String>), InferenceError> {
+    let mut proto = tract_decode(bytes)?;
+    let rewrites = fixup::apply(&mut proto)
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    let unsupported_operators = unsupported(&proto);
+    if unsupported_operators.is_empty() {
+        // Parsing proves the graph is well-formed for tract beyond the operator names. A tree
+        // ensemble tract cannot build (a post transform it lacks, e.g. SOFTMAX_ZERO) is still
+        // loadable when the native evaluator takes it, as `OnnxModel::load` would.
+        let parsed = guard_tract(|| {
+            tract_onnx::onnx()
+                .model_for_proto_model(&proto)
+                .map(|_| ())
+                .map_err(InferenceError::load)
+        });
+        if let Err(e) = parsed {
+            if !native_at_declared_width(ours, inputs)? {
+                return Err(e);
+            }
+        }
+    }
+    Ok((unsupported_operators, rewrites))
+}
+
+/// Runs tract on a graph, turning a panic into a typed error: tract 0.23 indexes by name without
+/// checking on some malformed graphs (a graph output no node produces), and a damaged file must
+/// be refused, not crash the caller.
+#[cfg(feature = "tract")]
+fn guard_tract<T>(f: impl FnOnce() -> Result<T, InferenceError>) -> Result<T, InferenceError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|_| {
+        Err(InferenceError::Load(
+            "the graph is malformed (tract could not parse it)".to_owned(),
+        ))
+    })
+}
+
+/// Without tract, everything the native evaluators do not serve is unsupported.
+#[cfg(not(feature = "tract"))]
+fn inspect_general(
+    _bytes: &[u8],
+    proto: &pb::ModelProto,
+    inputs: &[TensorInfo],
+) -> Result<(Vec<String>, Vec<String>), InferenceError> {
+    let unsupported_operators = if native_at_declared_width(proto, inputs)? {
+        Vec::new()
+    } else {
+        needs_tract(proto)
+    };
+    Ok((unsupported_operators, Vec::new()))
+}
+
+/// The operators a model the native evaluators refused needs the general evaluator for: those
+/// no native evaluator implements or, when it is the form of a native operator that is not
+/// covered (a `PROBIT` tree ensemble), every operator of the graph.
+#[cfg(not(feature = "tract"))]
+fn needs_tract(proto: &pb::ModelProto) -> Vec<String> {
+    let mut all: Vec<String> = Vec::new();
+    let mut foreign: Vec<String> = Vec::new();
+    for node in proto.graph.iter().flat_map(|g| &g.node) {
+        let name = if node.domain.is_empty() || node.domain == "ai.onnx" {
+            node.op_type.clone()
+        } else {
+            format!("{}:{}", node.domain, node.op_type)
+        };
+        let native = trees::NATIVE_OPERATORS.contains(&node.op_type.as_str())
+            || graph::NATIVE_OPERATORS.contains(&node.op_type.as_str());
+        if !native && !foreign.contains(&name) {
+            foreign.push(name.clone());
+        }
+        if !all.contains(&name) {
+            all.push(name);
+        }
+    }
+    if foreign.is_empty() {
+        all
+    } else {
+        foreign
+    }
+}
+
 impl OnnxModel {
     /// Loads an ONNX model from bytes with its single input pinned to `input_shape` (f32), and
     /// prepares it once: a graph whose work is one tree-ensemble classifier in a form the native
     /// evaluator covers runs on it ([`Backend::NativeTrees`]); a small feed-forward float graph
     /// (1-D CNN, MLP) whose every needed operator the graph evaluator covers runs on that
-    /// ([`Backend::NativeGraph`]); anything else on tract's optimized plan.
+    /// ([`Backend::NativeGraph`]); anything else on tract's optimized plan. A build without the
+    /// `tract` feature refuses anything else with [`InferenceError::NeedsTract`].
     ///
     /// `outputs`, when given, keeps only those graph outputs (by ONNX name), so work feeding
     /// outputs nobody reads (a classifier's label branch) is pruned from the plan.
@@ -269,35 +376,53 @@ impl OnnxModel {
         input_shape: &[usize],
         outputs: Option<&[&str]>,
     ) -> Result<Self, InferenceError> {
-        Self::load_with(bytes, input_shape, outputs, true)
+        let proto = pb::decode(bytes)?;
+        check_declared_shape(&proto, input_shape)?;
+        if let Some(plan) = trees::plan(&proto, input_shape, outputs)? {
+            return Ok(Self::native(plan, input_shape));
+        }
+        if let Some(plan) = graph::plan(&proto, input_shape, outputs)? {
+            return Ok(Self::native_graph(plan, input_shape));
+        }
+        #[cfg(feature = "tract")]
+        return Self::tract_plan(bytes, &proto, input_shape, outputs);
+        #[cfg(not(feature = "tract"))]
+        Err(InferenceError::NeedsTract {
+            operators: needs_tract(&proto),
+        })
     }
 
     /// Like [`OnnxModel::load`], but always on tract, never the native evaluator: the reference
     /// the native path is checked against, and a way to compare both on one model.
+    #[cfg(feature = "tract")]
     pub fn load_tract(
         bytes: &[u8],
         input_shape: &[usize],
         outputs: Option<&[&str]>,
     ) -> Result<Self, InferenceError> {
-        Self::load_with(bytes, input_shape, outputs, false)
+        Self::tract_plan(bytes, &pb::decode(bytes)?, input_shape, outputs)
     }
 
-    fn load_with(
+    /// tract decodes the bytes its own way (the rewrites work on its types); `ours` is the same
+    /// file decoded by [`pb`], for the declared facts.
+    #[cfg(feature = "tract")]
+    fn tract_plan(
         bytes: &[u8],
+        ours: &pb::ModelProto,
         input_shape: &[usize],
         outputs: Option<&[&str]>,
-        native: bool,
     ) -> Result<Self, InferenceError> {
-        let mut proto = decode(bytes)?;
-        if native {
-            check_declared_shape(&proto, input_shape)?;
-            if let Some(plan) = trees::plan(&proto, input_shape, outputs)? {
-                return Ok(Self::native(plan, input_shape));
-            }
-            if let Some(plan) = graph::plan(&proto, input_shape, outputs)? {
-                return Ok(Self::native_graph(plan, input_shape));
-            }
-        }
+        guard_tract(|| Self::tract_plan_unguarded(bytes, ours, input_shape, outputs))
+    }
+
+    #[cfg(feature = "tract")]
+    fn tract_plan_unguarded(
+        bytes: &[u8],
+        ours: &pb::ModelProto,
+        input_shape: &[usize],
+        outputs: Option<&[&str]>,
+    ) -> Result<Self, InferenceError> {
+        let mut proto = tract_decode(bytes)?;
         let rewrites = fixup::apply(&mut proto);
         let missing = unsupported(&proto);
         if !missing.is_empty() {
@@ -310,7 +435,7 @@ impl OnnxModel {
         if inputs != 1 {
             return Err(InferenceError::InputCount(inputs));
         }
-        check_declared_shape(&proto, input_shape)?;
+        check_declared_shape(ours, input_shape)?;
         model = model
             .with_input_fact(0, InferenceFact::dt_shape(f32::datum_type(), input_shape))
             .map_err(InferenceError::load)?;
@@ -412,6 +537,7 @@ impl OnnxModel {
     /// The evaluator this model runs on.
     pub fn backend(&self) -> Backend {
         match self.exec {
+            #[cfg(feature = "tract")]
             Exec::Tract { .. } => Backend::Tract,
             Exec::Trees { .. } => Backend::NativeTrees,
             Exec::Graph(_) => Backend::NativeGraph,
@@ -451,26 +577,41 @@ impl OnnxModel {
         output: usize,
         out: &mut Vec<f32>,
     ) -> Result<(), InferenceError> {
-        if let Exec::Trees { trees, ports } = &self.exec {
-            self.check_len(input)?;
-            return match ports.get(output) {
-                Some(Port::Probabilities) => {
-                    self.run_trees(trees, input, out, None);
-                    Ok(())
+        match &self.exec {
+            Exec::Trees { trees, ports } => {
+                self.check_len(input)?;
+                match ports.get(output) {
+                    Some(Port::Probabilities) => {
+                        self.run_trees(trees, input, out, None);
+                        Ok(())
+                    }
+                    Some(Port::Label) => Err(InferenceError::OutputType(self.output_name(output))),
+                    None => Err(InferenceError::UnknownOutput(format!("#{output}"))),
                 }
-                Some(Port::Label) => Err(InferenceError::OutputType(self.output_name(output))),
-                None => Err(InferenceError::UnknownOutput(format!("#{output}"))),
-            };
+            }
+            Exec::Graph(graph) => {
+                self.check_len(input)?;
+                if graph.run_into(input, output, out) {
+                    Ok(())
+                } else {
+                    Err(InferenceError::UnknownOutput(format!("#{output}")))
+                }
+            }
+            #[cfg(feature = "tract")]
+            Exec::Tract { plan, pool } => self.tract_into(plan, pool, input, output, out),
         }
-        if let Exec::Graph(graph) = &self.exec {
-            self.check_len(input)?;
-            return if graph.run_into(input, output, out) {
-                Ok(())
-            } else {
-                Err(InferenceError::UnknownOutput(format!("#{output}")))
-            };
-        }
-        let outputs = self.run_raw(input)?;
+    }
+
+    #[cfg(feature = "tract")]
+    fn tract_into(
+        &self,
+        plan: &Plan,
+        pool: &Mutex<Vec<TypedSimpleState>>,
+        input: &[f32],
+        output: usize,
+        out: &mut Vec<f32>,
+    ) -> Result<(), InferenceError> {
+        let outputs = self.run_raw(plan, pool, input)?;
         let value = outputs
             .get(output)
             .ok_or_else(|| InferenceError::UnknownOutput(format!("#{output}")))?;
@@ -490,23 +631,36 @@ impl OnnxModel {
 
     /// Runs one input and returns every float output (non-float outputs as empty vectors).
     pub fn run_all(&self, input: &[f32]) -> Result<Vec<Vec<f32>>, InferenceError> {
-        if let Exec::Trees { trees, ports } = &self.exec {
-            self.check_len(input)?;
-            let mut scores = Vec::new();
-            self.run_trees(trees, input, &mut scores, None);
-            return Ok(ports
-                .iter()
-                .map(|p| match p {
-                    Port::Probabilities => scores.clone(),
-                    Port::Label => Vec::new(),
-                })
-                .collect());
+        match &self.exec {
+            Exec::Trees { trees, ports } => {
+                self.check_len(input)?;
+                let mut scores = Vec::new();
+                self.run_trees(trees, input, &mut scores, None);
+                Ok(ports
+                    .iter()
+                    .map(|p| match p {
+                        Port::Probabilities => scores.clone(),
+                        Port::Label => Vec::new(),
+                    })
+                    .collect())
+            }
+            Exec::Graph(graph) => {
+                self.check_len(input)?;
+                Ok(graph.run_all(input))
+            }
+            #[cfg(feature = "tract")]
+            Exec::Tract { plan, pool } => self.tract_all(plan, pool, input),
         }
-        if let Exec::Graph(graph) = &self.exec {
-            self.check_len(input)?;
-            return Ok(graph.run_all(input));
-        }
-        let outputs = self.run_raw(input)?;
+    }
+
+    #[cfg(feature = "tract")]
+    fn tract_all(
+        &self,
+        plan: &Plan,
+        pool: &Mutex<Vec<TypedSimpleState>>,
+        input: &[f32],
+    ) -> Result<Vec<Vec<f32>>, InferenceError> {
+        let outputs = self.run_raw(plan, pool, input)?;
         Ok(outputs
             .iter()
             .map(|v| {
@@ -524,30 +678,42 @@ impl OnnxModel {
 
     /// Runs one input and returns integer output `output` (a classifier's labels).
     pub fn run_labels(&self, input: &[f32], output: usize) -> Result<Vec<i64>, InferenceError> {
-        if let Exec::Trees { trees, ports } = &self.exec {
-            self.check_len(input)?;
-            return match ports.get(output) {
-                Some(Port::Label) => {
-                    let mut scores = Vec::new();
-                    let mut labels = Vec::new();
-                    self.run_trees(trees, input, &mut scores, Some(&mut labels));
-                    Ok(labels)
+        match &self.exec {
+            Exec::Trees { trees, ports } => {
+                self.check_len(input)?;
+                match ports.get(output) {
+                    Some(Port::Label) => {
+                        let mut scores = Vec::new();
+                        let mut labels = Vec::new();
+                        self.run_trees(trees, input, &mut scores, Some(&mut labels));
+                        Ok(labels)
+                    }
+                    Some(Port::Probabilities) => {
+                        Err(InferenceError::OutputType(self.output_name(output)))
+                    }
+                    None => Err(InferenceError::UnknownOutput(self.output_name(output))),
                 }
-                Some(Port::Probabilities) => {
-                    Err(InferenceError::OutputType(self.output_name(output)))
-                }
-                None => Err(InferenceError::UnknownOutput(self.output_name(output))),
-            };
-        }
-        if let Exec::Graph(graph) = &self.exec {
+            }
             // Every output of the native graph is a float tensor.
-            return Err(if output < graph.n_outputs() {
+            Exec::Graph(graph) => Err(if output < graph.n_outputs() {
                 InferenceError::OutputType(self.output_name(output))
             } else {
                 InferenceError::UnknownOutput(self.output_name(output))
-            });
+            }),
+            #[cfg(feature = "tract")]
+            Exec::Tract { plan, pool } => self.tract_labels(plan, pool, input, output),
         }
-        let outputs = self.run_raw(input)?;
+    }
+
+    #[cfg(feature = "tract")]
+    fn tract_labels(
+        &self,
+        plan: &Plan,
+        pool: &Mutex<Vec<TypedSimpleState>>,
+        input: &[f32],
+        output: usize,
+    ) -> Result<Vec<i64>, InferenceError> {
+        let outputs = self.run_raw(plan, pool, input)?;
         let name = || {
             self.outputs
                 .get(output)
@@ -601,13 +767,14 @@ impl OnnxModel {
         }
     }
 
-    fn run_raw(&self, input: &[f32]) -> Result<TVec<TValue>, InferenceError> {
+    #[cfg(feature = "tract")]
+    fn run_raw(
+        &self,
+        plan: &Plan,
+        pool: &Mutex<Vec<TypedSimpleState>>,
+        input: &[f32],
+    ) -> Result<TVec<TValue>, InferenceError> {
         self.check_len(input)?;
-        let Exec::Tract { plan, pool } = &self.exec else {
-            return Err(InferenceError::Run(
-                "the native evaluator has no tract plan".to_owned(),
-            ));
-        };
         let tensor = Tensor::from_shape(&self.input_shape, input).map_err(InferenceError::run)?;
         let mut state = match pool.lock().ok().and_then(|mut p| p.pop()) {
             Some(state) => state,

@@ -12,6 +12,17 @@ pub enum InferenceError {
     /// The graph uses operators the engine does not implement.
     #[error("model uses operators this engine does not implement: {}", .0.join(", "))]
     UnsupportedOperators(Vec<String>),
+    /// The model needs the general ONNX evaluator (tract), which this build leaves out (the
+    /// mobile builds): the native evaluators implement none of `operators`, or not this form of
+    /// them (then `operators` lists the whole graph's).
+    #[error(
+        "model needs the general ONNX evaluator, which this build does not include (operators: {})",
+        .operators.join(", ")
+    )]
+    NeedsTract {
+        /// Operator types (with domain when not the default) the build cannot run.
+        operators: Vec<String>,
+    },
     /// The graph parsed but could not be typed, optimized or planned (for example a shape
     /// that contradicts the pinned input facts).
     #[error("model could not be prepared for inference: {0}")]
@@ -104,6 +115,7 @@ pub enum InferenceError {
     WindowMismatch(String),
 }
 
+#[cfg(feature = "tract")]
 impl InferenceError {
     /// Keeps the outermost message of a tract error: enough to act on, no backtrace or chain of
     /// internal contexts.

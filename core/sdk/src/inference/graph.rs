@@ -42,9 +42,37 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use tract_onnx::pb::{AttributeProto, ModelProto, NodeProto, TensorProto};
+use super::pb::{AttributeProto, ModelProto, NodeProto, TensorProto};
 
 use super::error::InferenceError;
+
+/// Operators this evaluator implements (in some of their forms), for naming what a build
+/// without tract cannot run.
+#[cfg(not(feature = "tract"))]
+pub(crate) const NATIVE_OPERATORS: &[&str] = &[
+    "Identity",
+    "Dropout",
+    "Flatten",
+    "Reshape",
+    "Relu",
+    "LeakyRelu",
+    "Sigmoid",
+    "Tanh",
+    "Conv",
+    "MaxPool",
+    "AveragePool",
+    "GlobalAveragePool",
+    "GlobalMaxPool",
+    "Gemm",
+    "MatMul",
+    "Add",
+    "Sub",
+    "Mul",
+    "BatchNormalization",
+    "Softmax",
+    "Concat",
+    "Cast",
+];
 
 /// Why a graph is not served natively.
 #[derive(Debug)]
@@ -350,7 +378,7 @@ fn element_count(shape: &[usize]) -> Built<usize> {
 /// Reads a float initializer (inline data only; external data is left to tract).
 fn float_tensor(t: &TensorProto) -> Built<Konst> {
     // TensorProto.DataType.FLOAT = 1; data_location EXTERNAL = 1.
-    if t.data_type != 1 || t.data_location == Some(1) {
+    if t.data_type != 1 || t.data_location == 1 {
         return Err(Stop::Fallback);
     }
     let shape = dims_of(t)?;
@@ -384,7 +412,7 @@ fn float_tensor(t: &TensorProto) -> Built<Konst> {
 /// Reads an int64 initializer (a `Reshape` target).
 fn int_tensor(t: &TensorProto) -> Built<Vec<i64>> {
     // TensorProto.DataType.INT64 = 7.
-    if t.data_type != 7 || t.data_location == Some(1) {
+    if t.data_type != 7 || t.data_location == 1 {
         return Err(Stop::Fallback);
     }
     let n = element_count(&dims_of(t)?)?;
@@ -684,7 +712,7 @@ impl<'a> Builder<'a> {
                 }
                 let known = element_count(&out)?;
                 if let Some(i) = infer {
-                    if known == 0 || total % known != 0 {
+                    if known == 0 || !total.is_multiple_of(known) {
                         return malformed("Reshape target does not divide the input");
                     }
                     out[i] = total / known;
@@ -1241,7 +1269,7 @@ fn build(proto: &ModelProto, input_shape: &[usize], outputs: Option<&[&str]>) ->
         return Err(Stop::Fallback);
     };
     let float_input = {
-        use tract_onnx::pb::type_proto::Value;
+        use super::pb::type_proto::Value;
         input.r#type.as_ref().is_some_and(|t| {
             // TensorProto.DataType.FLOAT
             matches!(&t.value, Some(Value::TensorType(tensor)) if tensor.elem_type == 1)
@@ -1953,7 +1981,7 @@ mod tests {
         input_dims: usize,
         opset: i64,
     ) -> ModelProto {
-        use tract_onnx::pb::{
+        use crate::inference::pb::{
             tensor_shape_proto::Dimension, type_proto, GraphProto, OperatorSetIdProto,
             TensorShapeProto, TypeProto, ValueInfoProto,
         };

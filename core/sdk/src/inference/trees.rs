@@ -29,7 +29,7 @@
 
 use std::collections::HashMap;
 
-use tract_onnx::pb::{AttributeProto, ModelProto, NodeProto};
+use super::pb::{AttributeProto, ModelProto, NodeProto};
 
 use super::error::InferenceError;
 
@@ -45,6 +45,10 @@ const MISSING_TRUE: u8 = 8;
 /// Feature ids share a word with the node kind: 24 bits, far more features than any model has.
 const FEATURE_BITS: u32 = 24;
 const FEATURE_MASK: u32 = (1 << FEATURE_BITS) - 1;
+/// Operators a graph served by this evaluator may consist of (see [`plan`]).
+#[cfg(not(feature = "tract"))]
+pub(crate) const NATIVE_OPERATORS: &[&str] =
+    &["TreeEnsembleClassifier", "Identity", "Cast", "ZipMap"];
 /// Classes are tracked in a 64-bit "has a vote" mask.
 const MAX_CLASSES: usize = 64;
 
@@ -166,7 +170,7 @@ pub(crate) fn plan(
         return Ok(None);
     };
     let float_input = {
-        use tract_onnx::pb::type_proto::Value;
+        use super::pb::type_proto::Value;
         input.r#type.as_ref().is_some_and(|t| {
             // TensorProto.DataType.FLOAT
             matches!(&t.value, Some(Value::TensorType(tensor)) if tensor.elem_type == 1)

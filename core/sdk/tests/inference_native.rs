@@ -1,0 +1,354 @@
+//! What a build without tract (`--no-default-features`, the Android and iOS configuration)
+//! serves and refuses, checked in that build by `make test-no-tract` and in the default build
+//! by `cargo test --all-features`, each asserting its own side:
+//!
+//! * every tree-ensemble classifier the trainer exports loads on the native tree evaluator in
+//!   both builds and matches ONNX Runtime, and so do the 1-D CNN and the MLP (their float
+//!   outputs) on the native graph evaluator;
+//! * any other model goes to tract with it, and without it is refused at load with
+//!   `InferenceError::NeedsTract` naming the operators (expected lists read off the files with
+//!   the `onnx` package), which `inspect` reports too;
+//! * an engine whose update needs tract keeps serving the old model;
+//! * arbitrary or damaged bytes are a typed error, never a panic.
+
+mod engine_support;
+mod support;
+
+use std::collections::BTreeSet;
+
+use engine_support::{keys, ppg_60s, T0_S};
+use proptest::prelude::*;
+use ring::rand::SystemRandom;
+use ring::signature::{Ed25519KeyPair, KeyPair as _};
+use support::{model_bytes, models_dir, OrtRef, Rng};
+use vitalcore::inference::{inspect, Backend, InferenceError, OnnxModel};
+use vitalcore::models::{sha256_hex, sign_manifest, ModelError};
+use vitalcore::{
+    CheckKind, Config, EngineError, ModelInfo, PredictionOutcome, SampleBatch, Vitalcore,
+};
+
+const TRACT: bool = cfg!(feature = "tract");
+
+/// Which evaluator serves a test model when it is loaded for the output `index.json` names.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Serves {
+    /// The native tree evaluator, in both builds.
+    Trees,
+    /// The native graph evaluator, in both builds.
+    Graph,
+    /// tract only: without it, refused naming these operators.
+    Tract(&'static [&'static str]),
+}
+
+/// Every test model (`models/scripts/make_test_models.py`), classified. The operator lists are
+/// the graph's operators no native evaluator implements (read off the files with `onnx`).
+const MODELS: &[(&str, Serves)] = &[
+    ("gbdt200_binary", Serves::Trees),
+    ("gbdt6_binary", Serves::Trees),
+    ("gbdt_multi", Serves::Trees),
+    ("rf_binary", Serves::Trees),
+    ("trees_modes_softmax_zero", Serves::Trees),
+    ("trees_modes_logistic", Serves::Trees),
+    ("trees_modes_none", Serves::Trees),
+    ("mlp16", Serves::Graph),
+    ("cnn1d", Serves::Graph),
+    ("dense_clip", Serves::Tract(&["Clip"])),
+    ("zipmap", Serves::Tract(&["ai.onnx.ml:LinearClassifier"])),
+    (
+        "gbdt_regressor",
+        Serves::Tract(&["ai.onnx.ml:TreeEnsembleRegressor"]),
+    ),
+];
+
+struct Entry {
+    name: String,
+    input_shape: Vec<usize>,
+    output: String,
+}
+
+fn index() -> Vec<Entry> {
+    let text = std::fs::read(models_dir().join("index.json")).expect("index.json readable");
+    let json: serde_json::Value = serde_json::from_slice(&text).expect("index.json is JSON");
+    json.as_array()
+        .expect("index.json is a list")
+        .iter()
+        .map(|m| Entry {
+            name: m["name"].as_str().expect("name").to_owned(),
+            input_shape: m["input_shape"]
+                .as_array()
+                .expect("input_shape")
+                .iter()
+                .map(|d| d.as_u64().expect("dimension") as usize)
+                .collect(),
+            output: m["output"].as_str().expect("output").to_owned(),
+        })
+        .collect()
+}
+
+fn serves(name: &str) -> Serves {
+    let (_, serves) = MODELS.iter().find(|(n, _)| *n == name).unwrap_or_else(|| {
+        panic!("test model `{name}` is not classified in MODELS: say which evaluator serves it")
+    });
+    *serves
+}
+
+fn expected_operators(name: &str) -> Option<BTreeSet<String>> {
+    match serves(name) {
+        Serves::Tract(ops) => Some(ops.iter().map(|s| (*s).to_owned()).collect()),
+        Serves::Trees | Serves::Graph => None,
+    }
+}
+
+#[test]
+fn every_test_model_is_classified() {
+    let names: BTreeSet<String> = index().into_iter().map(|e| e.name).collect();
+    let classified: BTreeSet<String> = MODELS.iter().map(|(n, _)| (*n).to_owned()).collect();
+    assert_eq!(names, classified);
+}
+
+#[test]
+fn tree_ensembles_run_natively_and_match_onnx_runtime() {
+    assert_eq!(
+        native_models_match_onnx_runtime(Serves::Trees),
+        7,
+        "the seven tree classifiers"
+    );
+}
+
+#[test]
+fn the_cnn_and_the_mlp_run_natively_and_match_onnx_runtime() {
+    assert_eq!(
+        native_models_match_onnx_runtime(Serves::Graph),
+        2,
+        "cnn1d and mlp16"
+    );
+}
+
+/// Loads every test model `kind` serves for its index output, checks it runs there and matches
+/// ONNX Runtime on 50 random inputs; returns how many it checked.
+fn native_models_match_onnx_runtime(kind: Serves) -> usize {
+    let backend = match kind {
+        Serves::Trees => Backend::NativeTrees,
+        Serves::Graph => Backend::NativeGraph,
+        Serves::Tract(_) => unreachable!("only native kinds are checked here"),
+    };
+    let mut checked = 0;
+    for e in index() {
+        if serves(&e.name) != kind {
+            continue;
+        }
+        let bytes = model_bytes(&e.name);
+        let model = OnnxModel::load(&bytes, &e.input_shape, Some(&[e.output.as_str()]))
+            .unwrap_or_else(|err| panic!("{} loads: {err}", e.name));
+        assert_eq!(model.backend(), backend, "{}", e.name);
+        if kind == Serves::Trees {
+            // With every output (labels too) the tree evaluator still serves it. The MLP's
+            // integer label branch is not native: `inspect` names it in a tract-less build.
+            let facts = inspect(&bytes).expect("inspects");
+            assert!(facts.unsupported_operators.is_empty(), "{}", e.name);
+        }
+
+        let mut ort = OrtRef::new(&bytes);
+        let mut rng = Rng::new(0x7ee5 ^ e.name.len() as u64);
+        let len: usize = e.input_shape.iter().product();
+        let mut ours = Vec::new();
+        for _ in 0..50 {
+            let input = rng.vec(len, 2.0);
+            model.run_into(&input, 0, &mut ours).expect("runs");
+            let reference = ort.run(&e.input_shape, &input, &e.output);
+            assert_eq!(ours.len(), reference.len(), "{}", e.name);
+            for (a, b) in ours.iter().zip(&reference) {
+                assert!(
+                    (a - b).abs() <= 1e-5,
+                    "{}: {ours:?} vs {reference:?}",
+                    e.name
+                );
+            }
+        }
+        checked += 1;
+    }
+    checked
+}
+
+#[test]
+fn the_bundled_default_model_runs_natively() {
+    let bytes = std::fs::read(support::workspace().join("models/rhythm-ppg.onnx"))
+        .expect("bundled model file");
+    let model = OnnxModel::load(&bytes, &[1, 8], Some(&["probabilities"])).expect("loads");
+    assert_eq!(model.backend(), Backend::NativeTrees);
+}
+
+#[test]
+fn other_models_need_tract_and_are_refused_by_name_without_it() {
+    for e in index() {
+        let Some(expected) = expected_operators(&e.name) else {
+            continue;
+        };
+        let bytes = model_bytes(&e.name);
+        let loaded = OnnxModel::load(&bytes, &e.input_shape, Some(&[e.output.as_str()]));
+        let facts = inspect(&bytes).expect("inspects");
+        if TRACT {
+            // tract serves it, or refuses it with its own operator list (ZipMap), never with
+            // NeedsTract.
+            match loaded {
+                Ok(model) => {
+                    assert_eq!(model.backend(), Backend::Tract, "{}", e.name);
+                    assert!(facts.unsupported_operators.is_empty(), "{}", e.name);
+                }
+                Err(InferenceError::UnsupportedOperators(ops)) => {
+                    assert_eq!(facts.unsupported_operators, ops, "{}", e.name);
+                }
+                Err(other) => panic!("{}: {other:?}", e.name),
+            }
+            continue;
+        }
+        match loaded {
+            Err(InferenceError::NeedsTract { operators }) => {
+                let got: BTreeSet<String> = operators.iter().cloned().collect();
+                assert_eq!(got, expected, "{}", e.name);
+                assert_eq!(got.len(), operators.len(), "{}: no repeats", e.name);
+                let message = InferenceError::NeedsTract { operators }.to_string();
+                assert!(message.contains("does not include"), "{message}");
+            }
+            other => panic!("{}: expected NeedsTract, got {other:?}", e.name),
+        }
+        let reported: BTreeSet<String> = facts.unsupported_operators.into_iter().collect();
+        assert_eq!(reported, expected, "{}: inspect", e.name);
+        assert!(
+            facts.rewrites.is_empty(),
+            "{}: rewrites are tract's",
+            e.name
+        );
+    }
+}
+
+/// The engine's model update path: a signed, valid bundle whose model needs tract (a dense
+/// layer with `Clip`). Without
+/// tract it is refused at load and the bundled default keeps serving checks; with tract it
+/// installs.
+#[test]
+fn an_update_that_needs_tract_leaves_the_old_model_serving_without_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
+        .expect("key generation")
+        .as_ref()
+        .to_vec();
+    let public = hex::encode(
+        Ed25519KeyPair::from_pkcs8(&pkcs8)
+            .expect("fresh key parses")
+            .public_key()
+            .as_ref(),
+    );
+    let engine = Vitalcore::open(
+        Config::new(dir.path()).model_public_keys(vec![public]),
+        &keys(),
+    )
+    .expect("open");
+    let bundled = Some(ModelInfo {
+        name: "rhythm-ppg".into(),
+        version: "1.0.0".into(),
+    });
+    assert_eq!(engine.active_model(), bundled);
+
+    let artifact = model_bytes("dense_clip");
+    let self_input = Rng::new(11).vec(16, 1.0);
+    // The known answer comes from ONNX Runtime, not from the code under test.
+    let expected = OrtRef::new(&artifact).run(&[1, 16], &self_input, "probabilities");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs() as i64;
+    let features: Vec<serde_json::Value> = vitalcore::signal::FEATURES_V1
+        .iter()
+        .take(16)
+        .map(|f| serde_json::json!({"name": f.name, "unit": f.unit, "mean": 0.0, "scale": 1.0}))
+        .collect();
+    let manifest = serde_json::json!({
+        "schema": 1,
+        "name": "rhythm-ppg",
+        "version": "2.0.0",
+        "task": "classification",
+        "input": {"kind": "features", "feature_set": "v1", "features": features},
+        "outputs": {"output_name": "probabilities", "labels": ["regular", "irregular"], "threshold": 0.5},
+        "min_sdk_version": "0.1.0",
+        "artifact": {"sha256": sha256_hex(&artifact), "length": artifact.len()},
+        "published_at": now - 60,
+        "expires_at": now + 86_400,
+        "self_test": {"input": self_input, "expected": expected, "tolerance": 1e-5},
+    });
+    let envelope =
+        sign_manifest(&serde_json::to_vec(&manifest).expect("json"), &pkcs8).expect("signs");
+    let envelope = serde_json::to_vec(&envelope).expect("envelope json");
+
+    let installed = engine.install_model(&envelope, &artifact);
+    if TRACT {
+        let info = installed.expect("installs with tract");
+        assert_eq!(info.version, "2.0.0");
+        assert_eq!(engine.active_model(), Some(info));
+        return;
+    }
+    match installed {
+        Err(EngineError::Model(ModelError::Unloadable(InferenceError::NeedsTract {
+            operators,
+        }))) => assert_eq!(operators, ["Clip"]),
+        other => panic!("expected NeedsTract, got {other:?}"),
+    }
+    assert_eq!(engine.active_model(), bundled);
+    let s = engine.start_check(CheckKind::PpgRhythm).expect("start");
+    s.push_samples("ppg", SampleBatch::uniform(T0_S, 100.0, ppg_60s()))
+        .expect("push");
+    match s.finish().expect("finish").check.prediction {
+        PredictionOutcome::Predicted {
+            model_name,
+            model_version,
+            ..
+        } => assert_eq!(
+            (model_name.as_str(), model_version.as_str()),
+            ("rhythm-ppg", "1.0.0")
+        ),
+        other => panic!("expected a prediction by the bundled model, got {other:?}"),
+    }
+    drop(engine);
+    // Nothing of the refused bundle survives a restart either.
+    let engine = Vitalcore::open(Config::new(dir.path()), &keys()).expect("reopen");
+    assert_eq!(engine.active_model(), bundled);
+}
+
+fn load_or_typed_error(bytes: &[u8]) {
+    // Either result is fine; reaching here without a panic is the property. A loaded model
+    // must also run.
+    if let Ok(model) = OnnxModel::load(bytes, &[1, 16], None) {
+        let mut out = Vec::new();
+        let _ = model.run_into(&[0.5; 16], 0, &mut out);
+    }
+    let _ = inspect(bytes);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Arbitrary bytes: loaded or refused with a typed error, never a panic.
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        load_or_typed_error(&bytes);
+    }
+
+    /// A real tree model with bytes flipped or cut: loaded or refused, never a panic (with
+    /// tract, damaged graphs reach its parser, which panics on some: see `guard_tract`).
+    #[test]
+    fn damaged_tree_models_never_panic(
+        flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+        cut in any::<prop::sample::Index>(),
+        truncate in any::<bool>(),
+    ) {
+        let mut bytes = model_bytes("gbdt6_binary");
+        for (at, x) in flips {
+            let i = at.index(bytes.len());
+            bytes[i] ^= x;
+        }
+        if truncate {
+            bytes.truncate(cut.index(bytes.len()));
+        }
+        load_or_typed_error(&bytes);
+    }
+}
