@@ -502,7 +502,8 @@ fn root_key() -> Result<[u8; 32]> {
     Ok(k)
 }
 
-/// What a device is configured with: the endpoint, the pinned model key, the enrollment token.
+/// What a device is configured with: the endpoint, the pinned server key (models and region
+/// statements), the enrollment token.
 #[derive(Clone)]
 struct DeviceConfig {
     url: String,
@@ -517,7 +518,10 @@ fn open_device(a: &Args, server: &DeviceConfig, d: usize, key: &[u8; 32]) -> Res
             .sync_endpoint(server.url.clone())
             .sync_region("eu")
             .outbox_purpose("model_training")
-            .model_public_keys(vec![server.public_key_hex.clone()]),
+            .model_public_keys(vec![server.public_key_hex.clone()])
+            // The server signs its region statement with the same key: a device verifies the
+            // endpoint serves its region before it enrolls or sends anything.
+            .sync_region_keys(vec![server.public_key_hex.clone()]),
         &InMemoryKeyProvider::new(*key),
     )
     .map_err(dev(d))?;
