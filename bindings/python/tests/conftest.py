@@ -153,15 +153,20 @@ class Server:
                 self.process.wait(10)
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One real server for the session; the binary comes from ``VITALCORE_SERVER_BIN``
-    (set by ``make test-bindings-python``, which builds it) or the workspace's debug build."""
+def server_binary() -> Path:
+    """The ``vitalcore-server`` binary: ``VITALCORE_SERVER_BIN`` (set by ``make
+    test-bindings-python``, which builds it) or the workspace's debug build."""
     default = Path(__file__).resolve().parents[3] / "target" / "debug" / "vitalcore-server"
     binary = Path(os.environ.get("VITALCORE_SERVER_BIN", default))
     if not os.access(binary, os.X_OK):
         pytest.fail(f"{binary} is missing: run `make server-bin` (or `make test-bindings-python`)")
-    s = Server(binary, tmp_path_factory.mktemp("server"))
+    return binary
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One real server for the session (see ``server_binary``)."""
+    s = Server(server_binary(), tmp_path_factory.mktemp("server"))
     yield s
     s.stop()
 
@@ -169,10 +174,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 @pytest.fixture(scope="session")
 def signed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A second session server, in dev mode so that it has a signing key (region statements)."""
-    default = Path(__file__).resolve().parents[3] / "target" / "debug" / "vitalcore-server"
-    binary = Path(os.environ.get("VITALCORE_SERVER_BIN", default))
-    if not os.access(binary, os.X_OK):
-        pytest.fail(f"{binary} is missing: run `make server-bin` (or `make test-bindings-python`)")
-    s = Server(binary, tmp_path_factory.mktemp("signed-server"), dev=True)
+    s = Server(server_binary(), tmp_path_factory.mktemp("signed-server"), dev=True)
     yield s
     s.stop()

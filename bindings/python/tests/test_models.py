@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import os
 from pathlib import Path
 from typing import Iterator
 
@@ -16,7 +15,7 @@ import pytest
 import vitalcore
 from vitalcore import CheckKind, EngineConfig, ModelRejection, PredictionOutcome, SyncOptions, VitalcoreError
 
-from conftest import Server, StaticKey
+from conftest import Server, StaticKey, server_binary
 
 REPO = Path(__file__).resolve().parents[3]
 MODELS = REPO / "models"
@@ -27,11 +26,7 @@ NAME = "rhythm-ppg"
 def signing_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A server per test, in dev mode so that it has a model-signing key (what one test
     publishes must not change what another is served)."""
-    default = REPO / "target" / "debug" / "vitalcore-server"
-    binary = Path(os.environ.get("VITALCORE_SERVER_BIN", default))
-    if not os.access(binary, os.X_OK):
-        pytest.fail(f"{binary} is missing: run `make server-bin` (or `make test-bindings-python`)")
-    s = Server(binary, tmp_path_factory.mktemp("signing-server"), dev=True)
+    s = Server(server_binary(), tmp_path_factory.mktemp("signing-server"), dev=True)
     yield s
     s.stop()
 

@@ -267,14 +267,7 @@ impl SyncClient {
         if config.endpoint.is_empty() || config.region.is_empty() {
             return Err(SyncError::Config("endpoint and region are required"));
         }
-        // rustls is built with ring, without a process default provider; installing it twice
-        // is harmless (the second call reports the first).
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .connect_timeout(config.timeout)
-            .build()
-            .map_err(|_| SyncError::Config("http client"))?;
+        let http = http_client(config.timeout)?;
         Ok(Self {
             store,
             subject,
@@ -707,12 +700,7 @@ pub async fn verify_region(
     region_keys: &[[u8; 32]],
     timeout: Duration,
 ) -> Result<(), SyncError> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let http = reqwest::Client::builder()
-        .timeout(timeout)
-        .connect_timeout(timeout)
-        .build()
-        .map_err(|_| SyncError::Config("http client"))?;
+    let http = http_client(timeout)?;
     check_region(&http, endpoint.trim_end_matches('/'), region, region_keys).await
 }
 
@@ -796,15 +784,23 @@ async fn signed_region(
     Ok(st.region)
 }
 
-/// Obtains a device credential from `POST /v1/enroll` with the app's enrollment token.
-/// The token and the credential never appear in errors.
-pub async fn enroll(endpoint: &str, token: &str, timeout: Duration) -> Result<String, SyncError> {
+/// The HTTP client every sync request goes through: rustls (ring), `timeout` for the whole
+/// request and for connecting.
+fn http_client(timeout: Duration) -> Result<reqwest::Client, SyncError> {
+    // rustls is built with ring, without a process default provider; installing it twice is
+    // harmless (the second call reports the first).
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let http = reqwest::Client::builder()
+    reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout)
         .build()
-        .map_err(|_| SyncError::Config("http client"))?;
+        .map_err(|_| SyncError::Config("http client"))
+}
+
+/// Obtains a device credential from `POST /v1/enroll` with the app's enrollment token.
+/// The token and the credential never appear in errors.
+pub async fn enroll(endpoint: &str, token: &str, timeout: Duration) -> Result<String, SyncError> {
+    let http = http_client(timeout)?;
     let body = serde_json::to_vec(&EnrollRequest {
         enrollment_token: token.to_owned(),
     })
