@@ -185,9 +185,24 @@ async fn staged_rollout_is_deterministic_and_grows_monotonically() {
         StatusCode::CREATED
     );
     let mut devices = Vec::new();
+    let mut ids = Vec::new();
     for _ in 0..120 {
-        devices.push(app.enroll().await.credential);
+        let e = app.enroll().await;
+        devices.push(e.credential);
+        ids.push(e.device_id);
     }
+    // The documented bucket, computed here independently of the server: sha256 of
+    // "rollout\0{name}\0{version}\0{device id}", first 8 bytes big-endian, mod 100. A device
+    // gets a staged version exactly when its bucket is below the percentage.
+    let bucket = |id: &str| -> u64 {
+        let d = ring::digest::digest(
+            &ring::digest::SHA256,
+            format!("rollout\0rhythm-ppg\02.0.0\0{id}").as_bytes(),
+        );
+        u64::from_be_bytes(d.as_ref()[..8].try_into().unwrap()) % 100
+    };
+    let want_at =
+        |percent: u64| -> Vec<bool> { ids.iter().map(|id| bucket(id) < percent).collect() };
     let version_of = |body: &[u8]| -> String {
         let s: SignedManifest = serde_json::from_slice(body).unwrap();
         let m: ModelManifest = serde_json::from_slice(&B64.decode(s.payload).unwrap()).unwrap();
@@ -209,6 +224,11 @@ async fn staged_rollout_is_deterministic_and_grows_monotonically() {
         at30.push(version_of(&b1) == "2.0.0");
     }
     let n30 = at30.iter().filter(|x| **x).count();
+    assert_eq!(
+        at30,
+        want_at(30),
+        "exactly the devices whose bucket is below 30"
+    );
     assert!(
         (15..=60).contains(&n30),
         "about 30% of 120 devices get 2.0.0, got {n30}"
@@ -223,6 +243,7 @@ async fn staged_rollout_is_deterministic_and_grows_monotonically() {
         .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     let mut n60 = 0;
+    let mut at60 = Vec::new();
     for (d, had) in devices.iter().zip(&at30) {
         let (_, _, b) = app
             .send(get("/v1/models/rhythm-ppg/manifest", Some(d)))
@@ -233,7 +254,13 @@ async fn staged_rollout_is_deterministic_and_grows_monotonically() {
             "raising the percentage never takes the new model away"
         );
         n60 += usize::from(new);
+        at60.push(new);
     }
+    assert_eq!(
+        at60,
+        want_at(60),
+        "exactly the devices whose bucket is below 60"
+    );
     assert!(
         n60 > n30 && (45..=100).contains(&n60),
         "about 60% get 2.0.0, got {n60}"
