@@ -29,21 +29,31 @@ fn needles(plain: &[u8]) -> Vec<Vec<u8>> {
     ]
 }
 
-fn assert_absent(dir: &std::path::Path, secrets: &[Vec<u8>], when: &str) {
+/// The first written value found in the store's files (main file, WAL, shared memory), in any
+/// of the forms `needles` makes: where, and in which form.
+fn find_written(dir: &std::path::Path, secrets: &[Vec<u8>]) -> Option<String> {
     let files = read_all(dir);
     assert!(!files.is_empty(), "no store files found");
     for (path, bytes) in &files {
         for s in secrets {
             for n in needles(s) {
-                assert!(
-                    !contains(bytes, &n),
-                    "{when}: {} contains a written value ({} bytes, form {:?})",
-                    path.display(),
-                    s.len(),
-                    String::from_utf8_lossy(&n[..n.len().min(8)])
-                );
+                if contains(bytes, &n) {
+                    return Some(format!(
+                        "{} contains a written value ({} bytes, form {:?})",
+                        path.display(),
+                        s.len(),
+                        String::from_utf8_lossy(&n[..n.len().min(8)])
+                    ));
+                }
             }
         }
+    }
+    None
+}
+
+fn assert_absent(dir: &std::path::Path, secrets: &[Vec<u8>], when: &str) {
+    if let Some(found) = find_written(dir, secrets) {
+        panic!("{when}: {found}");
     }
 }
 
@@ -143,13 +153,32 @@ fn canary_scan_finds_no_written_value_in_db_wal_or_shm() {
     store.close().expect("close");
     // After close: checkpointed into the main file.
     assert_absent(dir.path(), &secrets, "closed store");
-    // The scan itself can find a planted value (the test is able to fail).
-    let plain = dir.path().join("plain.db");
-    std::fs::write(&plain, b"xx CANARYDEVICE-93af1e xx").expect("write");
-    assert!(contains(
-        &std::fs::read(&plain).expect("read"),
-        b"CANARYDEVICE-93af1e"
-    ));
+    // The scan itself finds a value written in plaintext into the very files it read (the
+    // test is able to fail): a canary in the WAL of an open connection, then, after that
+    // connection checkpointed on close, in the main file; one plain, one hex-encoded.
+    let planted = |value: &[u8], form: &[u8]| {
+        let conn = rusqlite::Connection::open(db_path(dir.path())).expect("plain sqlite");
+        conn.execute_batch("CREATE TABLE IF NOT EXISTS planted (v BLOB)")
+            .expect("table");
+        conn.execute("INSERT INTO planted (v) VALUES (?1)", [form])
+            .expect("plant");
+        let in_wal = find_written(dir.path(), &[value.to_vec()]);
+        drop(conn);
+        let in_main = find_written(dir.path(), &[value.to_vec()]);
+        (in_wal, in_main)
+    };
+    let device = b"CANARYDEVICE-93af1e".to_vec();
+    let (in_wal, in_main) = planted(&device, &device);
+    let in_wal = in_wal.expect("the scan missed a plaintext canary in the WAL");
+    assert!(in_wal.contains("-wal contains"), "{in_wal}");
+    let in_main = in_main.expect("the scan missed a plaintext canary in the main file");
+    assert!(in_main.contains(".db contains"), "{in_main}");
+    let feature = 12345.678901234f64.to_le_bytes().to_vec();
+    let (in_wal, _) = planted(&feature, hex::encode(&feature).as_bytes());
+    assert!(
+        in_wal.is_some(),
+        "the scan missed a hex-encoded canary in the store's files"
+    );
 }
 
 /// Content of the main file and the WAL (a missing WAL reads as empty: SQLite may leave an empty
