@@ -61,6 +61,21 @@ fn arb_check() -> impl Strategy<Value = CheckRecord> {
         )
 }
 
+fn arb_raw() -> impl Strategy<Value = RawWindow> {
+    (
+        ".{0,20}",
+        any::<i64>(),
+        any::<f64>(),
+        prop::collection::vec(any::<f32>(), 0..300),
+    )
+        .prop_map(|(channel, start_ms, rate_hz, values)| RawWindow {
+            channel,
+            start_ms,
+            rate_hz,
+            values,
+        })
+}
+
 fn same(a: &CheckRecord, b: &CheckRecord) -> bool {
     a.id == b.id
         && a.subject == b.subject
@@ -113,16 +128,36 @@ proptest! {
     }
 
     #[test]
-    fn every_truncation_or_extension_of_an_encoding_is_rejected(c in arb_check(), cut in any::<prop::sample::Index>()) {
+    fn every_truncation_or_extension_of_an_encoding_is_rejected(c in arb_check(), tail in prop::collection::vec(any::<u8>(), 1..9), w in arb_raw()) {
         let (f, d) = bench_support::encode_check(&c);
         let kind = c.kind.clone();
-        let back = bench_support::decode_check(c.id, kind.clone(), &f, &d).expect("own encoding decodes");
+        let decode = |f: &[u8], d: &[u8]| bench_support::decode_check(c.id, kind.clone(), f, d);
+        let back = decode(&f, &d).expect("own encoding decodes");
         prop_assert!(same(&back, &c));
-        let n = cut.index(d.len());
-        prop_assert!(bench_support::decode_check(c.id, kind.clone(), &f, &d[..n]).is_err());
-        let mut longer = f.clone();
-        longer.push(0);
-        prop_assert!(bench_support::decode_check(c.id, kind, &longer, &d).is_err());
+        // Both sealed columns of a check, every strict prefix, and each extended by one byte,
+        // by a zero and by several arbitrary bytes.
+        for (name, col) in [("features", &f), ("detail", &d)] {
+            let with = |v: &[u8]| if name == "features" { decode(v, &d) } else { decode(&f, v) };
+            for n in 0..col.len() {
+                prop_assert!(with(&col[..n]).is_err(), "{name} cut to {n} of {} bytes decoded", col.len());
+            }
+            for extra in [&[0u8][..], &tail[..1], &tail[..]] {
+                let mut longer = col.to_vec();
+                longer.extend_from_slice(extra);
+                prop_assert!(with(&longer).is_err(), "{name} extended by {extra:?} decoded");
+            }
+        }
+        // A raw window's encoding the same way.
+        let raw = bench_support::encode_raw(&w);
+        prop_assert!(bench_support::decode_raw(&raw).is_ok());
+        for n in 0..raw.len() {
+            prop_assert!(bench_support::decode_raw(&raw[..n]).is_err(), "raw cut to {n} of {} bytes decoded", raw.len());
+        }
+        for extra in [&[0u8][..], &tail[..]] {
+            let mut longer = raw.clone();
+            longer.extend_from_slice(extra);
+            prop_assert!(bench_support::decode_raw(&longer).is_err(), "raw extended by {extra:?} decoded");
+        }
     }
 
     #[test]
