@@ -98,12 +98,23 @@ impl Rng {
 
 fn sigkill_harness() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_nanos() as u64
-        | 1;
-    println!("sigkill harness: rng seed {seed}");
+    // VITALCORE_KILL_SEED replays a run: the seed is printed, and libtest shows it on failure.
+    let seed = match std::env::var("VITALCORE_KILL_SEED") {
+        Ok(s) => {
+            s.trim()
+                .parse::<u64>()
+                .expect("VITALCORE_KILL_SEED is a u64")
+                | 1
+        }
+        Err(_) => {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("clock")
+                .as_nanos() as u64
+                | 1
+        }
+    };
+    println!("sigkill harness: rng seed {seed} (replay: VITALCORE_KILL_SEED={seed})");
     let mut rng = Rng(seed);
     let exe = std::env::current_exe().expect("own binary");
     let mut acked: BTreeSet<u64> = BTreeSet::new();
