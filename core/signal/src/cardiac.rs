@@ -2,8 +2,10 @@
 //! window of it.
 //!
 //! Windows are [`WINDOW_S`] long with a [`WINDOW_STEP_S`] step (a recording shorter than
-//! one window is a single window); each carries its own SQI and the full cardiac feature
-//! vector computed from the beats inside it. Recording-level features use every beat.
+//! one window is a single window); each carries its own quality and the full cardiac
+//! feature vector computed from the clean beats inside it. Recording-level features use
+//! every clean beat. Quality is beat-level (see [`crate::quality`]): artefacts lower it,
+//! an irregular rhythm does not.
 
 use serde::Serialize;
 
@@ -12,8 +14,8 @@ use crate::error::{Result, SignalError};
 use crate::feature_set::Source;
 use crate::features::{FeatureVector, Unavailable};
 use crate::hrv::{frequency_domain, sample_entropy, time_domain};
-use crate::quality::{template_sqi, SQI_THRESHOLD};
-use crate::rr::{rr_from_peaks, ArtifactCounts, RrSeries};
+use crate::quality::{assess, Artefact, QualityPolicy, QualityScratch, QualitySummary};
+use crate::rr::{rr_from_clean_peaks, ArtifactCounts, RrSeries};
 use crate::series::{check_rate, check_samples};
 
 /// Length of an analysis window, s.
@@ -34,7 +36,10 @@ pub struct CardiacAnalysis {
     pub samples: usize,
     /// Detected beats, sample indices into the input.
     pub peaks: Vec<usize>,
-    /// Raw RR and corrected NN intervals with artifact flags.
+    /// Whether each beat of `peaks` is clean (features use clean beats only).
+    pub clean_beats: Vec<bool>,
+    /// Raw RR and corrected NN intervals with artifact flags; intervals that are not
+    /// clean are dropped from the NN series (flagged artifact), never bridged.
     pub rr: RrSeries,
     /// Artifact counts (also inside `rr`, repeated for readers of the summary).
     pub artifacts: ArtifactCounts,
@@ -49,17 +54,23 @@ pub struct CardiacAnalysis {
 }
 
 /// Quality summary of a recording.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Quality {
-    /// Mean SQI over windows.
+    /// Signal quality index of the whole recording: its usable fraction, `0..=1`.
     pub sqi: f64,
-    /// Threshold below which a window is not used for prediction.
+    /// The policy's least usable fraction.
     pub threshold: f64,
-    /// `sqi >= threshold`.
+    /// Whether the whole recording meets the policy: predictions are made on it.
     pub acceptable: bool,
+    /// Clean signal of the whole recording.
+    pub summary: QualitySummary,
+    /// The acceptance rule applied.
+    pub policy: QualityPolicy,
+    /// Artefact stretches found.
+    pub artefacts: Vec<Artefact>,
     /// Number of windows.
     pub windows: usize,
-    /// Windows with SQI below the threshold.
+    /// Windows that do not meet the policy.
     pub windows_below_threshold: usize,
 }
 
@@ -70,11 +81,13 @@ pub struct WindowResult {
     pub start_s: f64,
     /// End (exclusive), s.
     pub end_s: f64,
-    /// SQI of the window.
+    /// SQI of the window: its usable fraction.
     pub sqi: f64,
-    /// `sqi >= threshold`.
+    /// Whether the window meets the policy.
     pub acceptable: bool,
-    /// Features of the window.
+    /// Clean signal of the window.
+    pub summary: QualitySummary,
+    /// Features of the window, from its clean beats.
     pub features: FeatureVector,
 }
 
@@ -93,6 +106,8 @@ pub fn analyze_ppg(x: &[f64], rate_hz: f64) -> Result<CardiacAnalysis> {
 pub struct CardiacAnalyzer {
     detector: BeatDetector,
     rate_hz: f64,
+    policy: QualityPolicy,
+    scratch: QualityScratch,
 }
 
 impl CardiacAnalyzer {
@@ -102,7 +117,26 @@ impl CardiacAnalyzer {
         Ok(Self {
             detector: BeatDetector::new(modality, rate_hz)?,
             rate_hz,
+            policy: QualityPolicy::default(),
+            scratch: QualityScratch::default(),
         })
+    }
+
+    /// The same analyser deciding acceptability with `policy` (default:
+    /// [`QualityPolicy::default`]). Errors if the policy's numbers are out of range.
+    pub fn with_policy(mut self, policy: QualityPolicy) -> Result<Self> {
+        if !policy.is_valid() {
+            return Err(SignalError::InvalidParameter(
+                "quality policy: usable fraction must be within 0..=1 and the stretch a finite, non-negative number of seconds",
+            ));
+        }
+        self.policy = policy;
+        Ok(self)
+    }
+
+    /// The acceptance rule in force.
+    pub fn policy(&self) -> QualityPolicy {
+        self.policy
     }
 
     /// Runs the full analysis on one recording.
@@ -121,6 +155,9 @@ impl CardiacAnalyzer {
         let mut peaks = Vec::new();
         self.detector.detect(x, &mut peaks)?;
         let filtered = self.detector.filtered();
+        let modality = self.detector.modality();
+        let qa = assess(x, filtered, &peaks, fs, modality, &mut self.scratch);
+        let policy = self.policy;
 
         let mut windows = Vec::new();
         let win = (WINDOW_S * fs).round() as usize;
@@ -130,14 +167,16 @@ impl CardiacAnalyzer {
             let end = (start + win).min(x.len());
             let lo = peaks.partition_point(|&p| p < start);
             let hi = peaks.partition_point(|&p| p < end);
-            let wpeaks = &peaks[lo..hi];
-            let sqi = template_sqi(filtered, wpeaks, fs);
-            let (features, _) = cardiac_features(wpeaks, sqi, &rr_from_peaks(wpeaks, fs));
+            let summary = qa.summary(&peaks, lo, hi, start, end);
+            let clean = &qa.clean_intervals[lo.min(hi.saturating_sub(1))..hi.saturating_sub(1)];
+            let rr = rr_from_clean_peaks(&peaks[lo..hi], clean, fs);
+            let (features, _) = cardiac_features(&summary, &rr);
             windows.push(WindowResult {
                 start_s: start as f64 / fs,
                 end_s: end as f64 / fs,
-                sqi,
-                acceptable: sqi >= SQI_THRESHOLD,
+                sqi: summary.usable_fraction,
+                acceptable: policy.accepts(&summary),
+                summary,
                 features,
             });
             if start + win >= x.len() {
@@ -149,22 +188,26 @@ impl CardiacAnalyzer {
                 start = x.len().saturating_sub(win);
             }
         }
-        let sqi = windows.iter().map(|w| w.sqi).sum::<f64>() / windows.len() as f64;
+        let summary = qa.summary(&peaks, 0, peaks.len(), 0, x.len());
         let quality = Quality {
-            sqi,
-            threshold: SQI_THRESHOLD,
-            acceptable: sqi >= SQI_THRESHOLD,
+            sqi: summary.usable_fraction,
+            threshold: policy.min_usable_fraction,
+            acceptable: policy.accepts(&summary),
+            summary,
+            policy,
+            artefacts: qa.artefacts.clone(),
             windows: windows.len(),
             windows_below_threshold: windows.iter().filter(|w| !w.acceptable).count(),
         };
-        let rr = rr_from_peaks(&peaks, fs);
-        let (features, unavailable) = cardiac_features(&peaks, sqi, &rr);
+        let rr = rr_from_clean_peaks(&peaks, &qa.clean_intervals, fs);
+        let (features, unavailable) = cardiac_features(&summary, &rr);
         Ok(CardiacAnalysis {
-            signal: self.detector.modality(),
+            signal: modality,
             rate_hz: fs,
             samples: x.len(),
             artifacts: rr.counts,
             peaks,
+            clean_beats: qa.clean_beats,
             rr,
             quality,
             features,
@@ -175,11 +218,11 @@ impl CardiacAnalyzer {
 }
 
 /// Feature set v1 (cardiac + quality) from beats and their RR series.
-fn cardiac_features(peaks: &[usize], sqi: f64, rr: &RrSeries) -> (FeatureVector, Vec<Unavailable>) {
+fn cardiac_features(q: &QualitySummary, rr: &RrSeries) -> (FeatureVector, Vec<Unavailable>) {
     let mut fv = FeatureVector::for_sources(&[Source::Cardiac, Source::Quality]);
     let mut missing = Vec::new();
-    fv.set("sqi", Some(sqi));
-    fv.set("beat_count", Some(peaks.len() as f64));
+    fv.set("sqi", Some(q.usable_fraction));
+    fv.set("beat_count", Some(q.beats as f64));
     fv.set("ectopic_fraction", Some(rr.ectopic_fraction()));
     let nn = &rr.nn_ms;
     match time_domain(nn, &rr.nn_breaks) {

@@ -83,6 +83,9 @@ pub enum SignalError {
     /// A filter cannot be designed for these parameters.
     #[error("invalid filter: {0}")]
     InvalidFilter(&'static str),
+    /// An analysis parameter (such as a quality policy) is out of range.
+    #[error("invalid parameter: {0}")]
+    InvalidParameter(&'static str),
 }
 
 /// Result alias of the crate.

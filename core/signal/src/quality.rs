@@ -1,76 +1,502 @@
-//! Signal quality index (SQI) per window.
+//! Beat-level signal quality: which beats are clean, which stretches are artefacts, and
+//! whether enough clean signal remains for an answer.
 //!
-//! Template matching after Orphanidou et al. 2015, *Signal-quality indices for the
-//! electrocardiogram and photoplethysmogram: derivation and applications to wireless
-//! monitoring*, IEEE J Biomed Health Inform 19:832-838:
+//! Rhythm is not quality. An irregular rhythm (atrial fibrillation, premature beats with
+//! their pauses) is exactly what a rhythm check exists to see, so nothing here looks at how
+//! regular the RR intervals are. Quality is decided from the signal's shape:
 //!
-//! 1. Feasibility: heart rate 40-180 bpm, no RR interval over 3 s, longest/shortest RR
-//!    ratio at most 2.2. A window failing any rule, or with fewer than 3 beats, has SQI 0.
-//! 2. Each beat is cut from the filtered signal centred on its peak, one median RR wide;
-//!    the template is their mean; SQI is the mean Pearson correlation of the beats with the
-//!    template, clamped to `[0, 1]`.
-//!
-//! A window is acceptable when `SQI >= SQI_THRESHOLD` ([`SQI_THRESHOLD`] = 0.86, the
-//! threshold Orphanidou et al. derived for both ECG and PPG). Features of windows below the
-//! threshold are still reported, flagged, but the SDK does not predict on them.
+//! 1. **Artefact segments** (2 s segments of the recording):
+//!    * [`ArtefactKind::Flat`]: the band-passed signal's range is under 2 % of the
+//!      recording's median segment range, or the raw signal does not move at all;
+//!    * [`ArtefactKind::Clipping`]: a run of at least [`CLIP_RUN_S`] of identical samples at
+//!      the recording's extreme values (a saturated sensor or ADC; a systolic peak whose
+//!      tip is clipped for less than that still times the beat);
+//!    * [`ArtefactKind::Noise`]: less than [`MIN_IN_BAND_SHARE`] of the segment's power
+//!      (mean removed) lies in the analysis band: interference (mains, muscle noise,
+//!      baseline wander and jumps) at least as strong as the signal, the local form of
+//!      Zhao & Zhang's pSQI / basSQI (Zhao & Zhang 2018, *SQI quality evaluation mechanism
+//!      of single-lead ECG signal based on simple heuristic fusion and fuzzy comprehensive
+//!      evaluation*, Front Physiol 9:727);
+//!    * [`ArtefactKind::Amplitude`]: the segment's band-passed range is over
+//!      [`MAX_AMPLITUDE_RATIO`] times the recording's median (motion, a lead being touched).
+//! 2. **Beat quality**: each beat is cut from the band-passed signal around its peak
+//!    (ECG: -100..+200 ms, the QRS complex and early ST; PPG: -30 %..+40 % of the
+//!    recording's median RR), centred and normalised. Its score is the correlation with
+//!    the second-best matching beat among its [`NEIGHBOURS`] neighbours on each side whose
+//!    amplitude is within a factor of 2 of its own, or, if higher, its correlation with the
+//!    mean template of its morphology (beats are grouped greedily, in time order, into at
+//!    most [`MAX_MORPHOLOGIES`] shapes; a shape counts once it has 3 beats): a beat is
+//!    reproducible when other beats have its shape. This is template matching (Orphanidou
+//!    et al. 2015, NeuroKit2's `templatematch`) with a template per morphology, so premature
+//!    ventricular beats, in runs or isolated, match their own kind instead of failing
+//!    against the sinus template, while noise, which does not repeat, matches nothing.
+//!    A beat is clean when its score is at least the modality's threshold
+//!    ([`ECG_BEAT_THRESHOLD`], [`PPG_BEAT_THRESHOLD`]) and no artefact segment overlaps it.
+//! 3. **Clean signal**: an RR interval is clean when both its beats are and it lies in
+//!    the physiological range (300-2500 ms). The usable fraction of a window is the time
+//!    covered by clean intervals over the window's length; the longest clean stretch is
+//!    the longest run of consecutive clean intervals. Features are computed on clean
+//!    intervals only: NN intervals are never bridged across an unclean one.
+//! 4. **Acceptance** ([`QualityPolicy`], configurable per check kind in the SDK): usable
+//!    fraction, clean beats and longest clean stretch each at least the policy's minimum.
+//!    The window's `sqi` is its usable fraction.
 
-use crate::rr::median_in_place;
+use serde::Serialize;
 
-/// Minimum acceptable SQI.
-pub const SQI_THRESHOLD: f64 = 0.86;
+use crate::beats::Modality;
+use crate::rr::{MAX_RR_MS, MIN_RR_MS};
 
-/// SQI of one window of `filtered` whose beats are `peaks` (indices into `filtered`).
-pub fn template_sqi(filtered: &[f64], peaks: &[usize], rate_hz: f64) -> f64 {
-    if peaks.len() < 3 {
-        return 0.0;
-    }
-    let mut rr: Vec<f64> = peaks
-        .windows(2)
-        .map(|w| (w[1] - w[0]) as f64 / rate_hz)
-        .collect();
-    let (min_rr, max_rr) = rr
-        .iter()
-        .fold((f64::INFINITY, 0.0f64), |(a, b), v| (a.min(*v), b.max(*v)));
-    let hr = 60.0 * rr.len() as f64 / rr.iter().sum::<f64>();
-    if !(40.0..=180.0).contains(&hr) || max_rr > 3.0 || max_rr / min_rr > 2.2 {
-        return 0.0;
-    }
-    let half = ((median_in_place(&mut rr) * rate_hz) / 2.0).round() as usize;
-    if half == 0 {
-        return 0.0;
-    }
-    let width = 2 * half + 1;
-    let beats: Vec<&[f64]> = peaks
-        .iter()
-        .filter(|&&p| p >= half && p + half < filtered.len())
-        .map(|&p| &filtered[p - half..=p + half])
-        .collect();
-    if beats.len() < 3 {
-        return 0.0;
-    }
-    let mut template = vec![0.0; width];
-    for b in &beats {
-        for (t, v) in template.iter_mut().zip(b.iter()) {
-            *t += v / beats.len() as f64;
-        }
-    }
-    let mean_corr = beats.iter().map(|b| pearson(b, &template)).sum::<f64>() / beats.len() as f64;
-    mean_corr.clamp(0.0, 1.0)
+/// Length of an artefact segment, s.
+pub const SEGMENT_S: f64 = 2.0;
+/// Neighbouring beats on each side a beat is compared with.
+pub const NEIGHBOURS: usize = 8;
+/// Minimum shape correlation of a clean ECG beat with its second-best neighbour.
+pub const ECG_BEAT_THRESHOLD: f64 = 0.80;
+/// Minimum shape correlation of a clean PPG beat with its second-best neighbour (the
+/// Orphanidou threshold).
+pub const PPG_BEAT_THRESHOLD: f64 = 0.86;
+/// Shortest run of identical extreme samples that is clipping, s.
+pub const CLIP_RUN_S: f64 = 0.2;
+/// Most beat shapes (morphologies) told apart in one recording.
+pub const MAX_MORPHOLOGIES: usize = 8;
+/// Least number of beats of a morphology before its template vouches for a beat.
+const MIN_MORPHOLOGY_BEATS: usize = 3;
+/// Least share of a segment's power inside the analysis band.
+pub const MIN_IN_BAND_SHARE: f64 = 0.5;
+/// Largest segment range, as a multiple of the recording's median segment range.
+pub const MAX_AMPLITUDE_RATIO: f64 = 5.0;
+
+/// When a check (or window) has enough clean signal to be answered.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct QualityPolicy {
+    /// Least share of the duration covered by clean RR intervals, `0..=1`.
+    pub min_usable_fraction: f64,
+    /// Least number of clean beats.
+    pub min_clean_beats: usize,
+    /// Least length of the longest run of consecutive clean intervals, s.
+    pub min_clean_stretch_s: f64,
 }
 
-fn pearson(a: &[f64], b: &[f64]) -> f64 {
-    let n = a.len() as f64;
-    let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
-    let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
-    for (x, y) in a.iter().zip(b) {
-        let (dx, dy) = (x - ma, y - mb);
-        sab += dx * dy;
-        saa += dx * dx;
-        sbb += dy * dy;
+impl Default for QualityPolicy {
+    /// 60 % usable, 10 clean beats, an uninterrupted clean stretch of 8 s: on a 30 s check
+    /// that leaves at least 18 s of clean beats for the features.
+    fn default() -> Self {
+        Self {
+            min_usable_fraction: 0.6,
+            min_clean_beats: 10,
+            min_clean_stretch_s: 8.0,
+        }
     }
-    if saa <= 0.0 || sbb <= 0.0 {
-        0.0
-    } else {
-        sab / (saa * sbb).sqrt()
+}
+
+impl QualityPolicy {
+    /// Whether the policy's numbers are usable (finite, fraction within `0..=1`).
+    pub fn is_valid(&self) -> bool {
+        (0.0..=1.0).contains(&self.min_usable_fraction)
+            && self.min_clean_stretch_s.is_finite()
+            && self.min_clean_stretch_s >= 0.0
     }
+
+    /// Whether `q` meets the policy.
+    pub fn accepts(&self, q: &QualitySummary) -> bool {
+        q.usable_fraction >= self.min_usable_fraction
+            && q.clean_beats >= self.min_clean_beats
+            && q.longest_clean_s >= self.min_clean_stretch_s
+    }
+}
+
+/// What made a stretch of signal unusable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ArtefactKind {
+    /// No signal: the sensor lost contact or the stream froze.
+    Flat,
+    /// Saturated: samples stuck at the range's end.
+    Clipping,
+    /// Interference at least as strong as the signal.
+    Noise,
+    /// Amplitude far beyond the recording's own (motion).
+    Amplitude,
+}
+
+/// One stretch of artefact, s from the first sample.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Artefact {
+    /// What it is.
+    pub kind: ArtefactKind,
+    /// Start, s.
+    pub start_s: f64,
+    /// End (exclusive), s.
+    pub end_s: f64,
+}
+
+/// Quality of a stretch of recording (a window or the whole check).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct QualitySummary {
+    /// Share of the duration covered by clean RR intervals, `0..=1`.
+    pub usable_fraction: f64,
+    /// Beats inside the stretch.
+    pub beats: usize,
+    /// Clean beats inside the stretch.
+    pub clean_beats: usize,
+    /// Longest run of consecutive clean intervals, s.
+    pub longest_clean_s: f64,
+    /// Time covered by artefact segments, s.
+    pub artefact_s: f64,
+}
+
+/// Per-beat and per-segment quality of one recording.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QualityAssessment {
+    /// Shape score of each beat (correlation with its second-best neighbour), `-1..=1`.
+    pub beat_scores: Vec<f64>,
+    /// Whether each beat is clean.
+    pub clean_beats: Vec<bool>,
+    /// Whether each RR interval (between beat `i` and `i + 1`) is clean.
+    pub clean_intervals: Vec<bool>,
+    /// Artefact stretches, in time order, adjacent segments of one kind merged (clipping
+    /// runs are exact sample ranges, the others whole segments).
+    pub artefacts: Vec<Artefact>,
+    rate_hz: f64,
+}
+
+/// Scratch buffers for [`assess`], kept by a streaming analyser between calls.
+#[derive(Debug, Clone, Default)]
+pub struct QualityScratch {
+    shapes: Vec<f64>,
+    amplitudes: Vec<f64>,
+    segment_range: Vec<f64>,
+    segment_flags: Vec<Option<ArtefactKind>>,
+    clip_runs: Vec<(usize, usize)>,
+}
+
+/// Assesses `raw` (the samples as recorded), `filtered` (the detector's band-passed
+/// signal, same length) and its beats `peaks` (increasing sample indices).
+pub fn assess(
+    raw: &[f64],
+    filtered: &[f64],
+    peaks: &[usize],
+    rate_hz: f64,
+    modality: Modality,
+    scratch: &mut QualityScratch,
+) -> QualityAssessment {
+    let n = raw.len().min(filtered.len());
+    let seg = ((SEGMENT_S * rate_hz).round() as usize).max(1);
+    segment_flags(&raw[..n], &filtered[..n], seg, rate_hz, scratch);
+    let artefacts = merge_segments(&scratch.segment_flags, &scratch.clip_runs, seg, n, rate_hz);
+
+    let (pre, post, threshold) = beat_window(peaks, rate_hz, modality);
+    let width = pre + post + 1;
+    let shapes = &mut scratch.shapes;
+    shapes.clear();
+    shapes.resize(peaks.len() * width, 0.0);
+    let amplitudes = &mut scratch.amplitudes;
+    amplitudes.clear();
+    let mut inside = Vec::with_capacity(peaks.len());
+    for (k, &p) in peaks.iter().enumerate() {
+        let ok = p >= pre && p + post < n;
+        inside.push(ok);
+        if !ok {
+            amplitudes.push(0.0);
+            continue;
+        }
+        let src = &filtered[p - pre..=p + post];
+        let dst = &mut shapes[k * width..(k + 1) * width];
+        let mean = src.iter().sum::<f64>() / width as f64;
+        let (mut lo, mut hi, mut ss) = (f64::INFINITY, f64::NEG_INFINITY, 0.0);
+        for (d, &s) in dst.iter_mut().zip(src) {
+            *d = s - mean;
+            ss += *d * *d;
+            lo = lo.min(s);
+            hi = hi.max(s);
+        }
+        let norm = ss.sqrt();
+        if norm > 0.0 {
+            dst.iter_mut().for_each(|d| *d /= norm);
+        }
+        amplitudes.push(hi - lo);
+    }
+
+    let (members, templates) = morphologies(shapes, &inside, amplitudes, width, threshold);
+    let mut beat_scores = vec![-1.0; peaks.len()];
+    let mut clean_beats = vec![false; peaks.len()];
+    for k in 0..peaks.len() {
+        if !inside[k] || amplitudes[k] <= 0.0 {
+            continue;
+        }
+        let a = &shapes[k * width..(k + 1) * width];
+        let (mut best, mut second) = (-1.0f64, -1.0f64);
+        let lo = k.saturating_sub(NEIGHBOURS);
+        let hi = (k + NEIGHBOURS + 1).min(peaks.len());
+        for j in (lo..hi).filter(|&j| j != k && inside[j]) {
+            let ratio = amplitudes[j] / amplitudes[k];
+            if !(0.5..=2.0).contains(&ratio) {
+                continue;
+            }
+            let b = &shapes[j * width..(j + 1) * width];
+            let r: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+            if r > best {
+                second = best;
+                best = r;
+            } else if r > second {
+                second = r;
+            }
+        }
+        if let Some(m) = members[k] {
+            let t = &templates[m];
+            if t.count >= MIN_MORPHOLOGY_BEATS {
+                let r: f64 = a.iter().zip(&t.shape).map(|(x, y)| x * y).sum::<f64>() / t.norm;
+                second = second.max(r);
+            }
+        }
+        beat_scores[k] = second;
+        let p = peaks[k];
+        let (b0, b1) = (p - pre, p + post);
+        let overlaps = (b0 / seg..=b1 / seg).any(|i| scratch.segment_flags[i].is_some())
+            || scratch
+                .clip_runs
+                .iter()
+                .any(|&(c0, c1)| c0 <= b1 && b0 < c1);
+        clean_beats[k] = second >= threshold && !overlaps;
+    }
+    let clean_intervals = peaks
+        .windows(2)
+        .enumerate()
+        .map(|(k, w)| {
+            let rr_ms = (w[1] - w[0]) as f64 * 1000.0 / rate_hz;
+            clean_beats[k] && clean_beats[k + 1] && (MIN_RR_MS..=MAX_RR_MS).contains(&rr_ms)
+        })
+        .collect();
+    QualityAssessment {
+        beat_scores,
+        clean_beats,
+        clean_intervals,
+        artefacts,
+        rate_hz,
+    }
+}
+
+impl QualityAssessment {
+    /// Quality of the samples `start..end` whose beats are `peaks[lo..hi]` (the beats with
+    /// `start <= peak < end`).
+    pub fn summary(
+        &self,
+        peaks: &[usize],
+        lo: usize,
+        hi: usize,
+        start: usize,
+        end: usize,
+    ) -> QualitySummary {
+        let fs = self.rate_hz;
+        let span = end.saturating_sub(start) as f64 / fs;
+        let (mut usable, mut run, mut longest) = (0.0, 0.0, 0.0f64);
+        // Intervals with both ends inside the stretch.
+        for k in lo..hi.saturating_sub(1) {
+            let d = (peaks[k + 1] - peaks[k]) as f64 / fs;
+            if self.clean_intervals[k] {
+                usable += d;
+                run += d;
+                longest = longest.max(run);
+            } else {
+                run = 0.0;
+            }
+        }
+        let (t0, t1) = (start as f64 / fs, end as f64 / fs);
+        let artefact_s = self
+            .artefacts
+            .iter()
+            .map(|a| (a.end_s.min(t1) - a.start_s.max(t0)).max(0.0))
+            .sum();
+        QualitySummary {
+            usable_fraction: if span > 0.0 {
+                (usable / span).min(1.0)
+            } else {
+                0.0
+            },
+            beats: hi - lo,
+            clean_beats: self.clean_beats[lo..hi].iter().filter(|c| **c).count(),
+            longest_clean_s: longest,
+            artefact_s,
+        }
+    }
+}
+
+/// A beat shape: the sum of its members' normalised shapes.
+struct Morphology {
+    shape: Vec<f64>,
+    norm: f64,
+    count: usize,
+    amplitude: f64,
+}
+
+/// Groups beats greedily, in time order, by shape: a beat joins the first morphology whose
+/// template it correlates with at `threshold` or more and whose mean amplitude is within a
+/// factor of 2 of its own, else starts a new one while there are fewer than
+/// [`MAX_MORPHOLOGIES`].
+fn morphologies(
+    shapes: &[f64],
+    inside: &[bool],
+    amplitudes: &[f64],
+    width: usize,
+    threshold: f64,
+) -> (Vec<Option<usize>>, Vec<Morphology>) {
+    let mut out: Vec<Morphology> = Vec::new();
+    let mut members = vec![None; inside.len()];
+    for (k, member) in members.iter_mut().enumerate() {
+        if !inside[k] || amplitudes[k] <= 0.0 {
+            continue;
+        }
+        let a = &shapes[k * width..(k + 1) * width];
+        let found = out.iter().position(|m| {
+            let ratio = m.amplitude / m.count as f64 / amplitudes[k];
+            (0.5..=2.0).contains(&ratio)
+                && a.iter().zip(&m.shape).map(|(x, y)| x * y).sum::<f64>() / m.norm >= threshold
+        });
+        let idx = match found {
+            Some(i) => i,
+            None if out.len() < MAX_MORPHOLOGIES => {
+                out.push(Morphology {
+                    shape: vec![0.0; width],
+                    norm: 1.0,
+                    count: 0,
+                    amplitude: 0.0,
+                });
+                out.len() - 1
+            }
+            None => continue,
+        };
+        let m = &mut out[idx];
+        m.shape.iter_mut().zip(a).for_each(|(t, v)| *t += v);
+        m.norm = m
+            .shape
+            .iter()
+            .map(|v| v * v)
+            .sum::<f64>()
+            .sqrt()
+            .max(f64::MIN_POSITIVE);
+        m.count += 1;
+        m.amplitude += amplitudes[k];
+        *member = Some(idx);
+    }
+    (members, out)
+}
+
+/// Samples before and after a peak in a beat's shape window, and the clean threshold.
+fn beat_window(peaks: &[usize], fs: f64, modality: Modality) -> (usize, usize, f64) {
+    let at = |s: f64| ((s * fs).round() as usize).max(1);
+    match modality {
+        Modality::Ecg => (at(0.1), at(0.2), ECG_BEAT_THRESHOLD),
+        Modality::Ppg => {
+            let mut rr: Vec<f64> = peaks
+                .windows(2)
+                .map(|w| (w[1] - w[0]) as f64 / fs)
+                .filter(|r| (0.3..=2.5).contains(r))
+                .collect();
+            let median = if rr.is_empty() {
+                0.8
+            } else {
+                crate::rr::median_in_place(&mut rr)
+            };
+            let median = median.clamp(0.3, 1.5);
+            (at(0.3 * median), at(0.4 * median), PPG_BEAT_THRESHOLD)
+        }
+    }
+}
+
+/// Flags each segment of `seg` samples with the artefact found in it, if any.
+fn segment_flags(raw: &[f64], filtered: &[f64], seg: usize, fs: f64, s: &mut QualityScratch) {
+    let n = raw.len();
+    let count = n.div_ceil(seg);
+    s.segment_range.clear();
+    s.segment_flags.clear();
+    s.segment_flags.resize(count, None);
+    s.clip_runs.clear();
+    if n == 0 {
+        return;
+    }
+    let (mut rmin, mut rmax) = (f64::INFINITY, f64::NEG_INFINITY);
+    for &v in raw {
+        rmin = rmin.min(v);
+        rmax = rmax.max(v);
+    }
+    let tol = 0.005 * (rmax - rmin);
+    let clip_run = ((CLIP_RUN_S * fs).round() as usize).max(3);
+    for (i, flag) in s.segment_flags.iter_mut().enumerate() {
+        let (a, b) = (i * seg, ((i + 1) * seg).min(n));
+        let (x, f) = (&raw[a..b], &filtered[a..b]);
+        let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+        for &v in f {
+            lo = lo.min(v);
+            hi = hi.max(v);
+        }
+        s.segment_range.push(hi - lo);
+        let mean = x.iter().sum::<f64>() / x.len() as f64;
+        let total: f64 = x.iter().map(|v| (v - mean) * (v - mean)).sum();
+        let fmean = f.iter().sum::<f64>() / f.len() as f64;
+        let in_band: f64 = f.iter().map(|v| (v - fmean) * (v - fmean)).sum();
+        if total <= 0.0 {
+            *flag = Some(ArtefactKind::Flat);
+        } else if in_band < MIN_IN_BAND_SHARE * total {
+            *flag = Some(ArtefactKind::Noise);
+        }
+    }
+    clip_runs(raw, rmin, rmax, tol, clip_run, &mut s.clip_runs);
+    let mut ranges: Vec<f64> = s.segment_range.clone();
+    let median = crate::rr::median_in_place(&mut ranges);
+    for (flag, &r) in s.segment_flags.iter_mut().zip(&s.segment_range) {
+        if flag.is_some() {
+            continue;
+        }
+        if r < 0.02 * median || r <= 0.0 {
+            *flag = Some(ArtefactKind::Flat);
+        } else if r > MAX_AMPLITUDE_RATIO * median {
+            *flag = Some(ArtefactKind::Amplitude);
+        }
+    }
+}
+
+/// Runs (sample ranges) of at least `run` identical samples within `tol` of the
+/// recording's extremes.
+fn clip_runs(x: &[f64], rmin: f64, rmax: f64, tol: f64, run: usize, out: &mut Vec<(usize, usize)>) {
+    let mut start = 0;
+    for i in 1..=x.len() {
+        let same = i < x.len() && x[i] == x[start] && (x[i] >= rmax - tol || x[i] <= rmin + tol);
+        if !same {
+            if i - start >= run && (x[start] >= rmax - tol || x[start] <= rmin + tol) {
+                out.push((start, i));
+            }
+            start = i;
+        }
+    }
+}
+
+fn merge_segments(
+    flags: &[Option<ArtefactKind>],
+    clips: &[(usize, usize)],
+    seg: usize,
+    n: usize,
+    fs: f64,
+) -> Vec<Artefact> {
+    let mut out: Vec<Artefact> = Vec::new();
+    for (i, flag) in flags.iter().enumerate() {
+        let Some(kind) = *flag else { continue };
+        let (start_s, end_s) = ((i * seg) as f64 / fs, (((i + 1) * seg).min(n)) as f64 / fs);
+        match out.last_mut() {
+            Some(last) if last.kind == kind && (last.end_s - start_s).abs() < 1e-9 => {
+                last.end_s = end_s;
+            }
+            _ => out.push(Artefact {
+                kind,
+                start_s,
+                end_s,
+            }),
+        }
+    }
+    out.extend(clips.iter().map(|&(a, b)| Artefact {
+        kind: ArtefactKind::Clipping,
+        start_s: a as f64 / fs,
+        end_s: b as f64 / fs,
+    }));
+    out.sort_by(|a, b| a.start_s.total_cmp(&b.start_s));
+    out
 }

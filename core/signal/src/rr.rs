@@ -54,6 +54,9 @@ pub enum RrFlag {
     Ectopic,
     /// Any other abnormal interval; replaced.
     Artifact,
+    /// Not clean signal (the quality gate): dropped, the NN series breaks. Not counted as
+    /// an abnormal rhythm.
+    Unclean,
 }
 
 /// How many RR intervals fell in each abnormal class.
@@ -67,6 +70,8 @@ pub struct ArtifactCounts {
     pub ectopic: usize,
     /// Intervals replaced as artifacts.
     pub artifact: usize,
+    /// Intervals dropped because their signal was not clean (not in [`Self::total`]).
+    pub unclean: usize,
 }
 
 impl ArtifactCounts {
@@ -95,12 +100,13 @@ pub struct RrSeries {
 }
 
 impl RrSeries {
-    /// Share of raw intervals that were not normal (0 when there are none).
+    /// Share of the clean raw intervals that were not normal (0 when there are none).
     pub fn ectopic_fraction(&self) -> f64 {
-        if self.rr_ms.is_empty() {
+        let clean = self.rr_ms.len() - self.counts.unclean;
+        if clean == 0 {
             0.0
         } else {
-            self.counts.total() as f64 / self.rr_ms.len() as f64
+            self.counts.total() as f64 / clean as f64
         }
     }
 }
@@ -115,8 +121,24 @@ pub fn rr_from_peaks(peaks: &[usize], rate_hz: f64) -> RrSeries {
     correct(rr, start_s)
 }
 
+/// Like [`rr_from_peaks`], with the intervals whose `usable` entry is false (one per
+/// interval, from the quality assessment) treated as signal loss: dropped, flagged
+/// artifact, and the NN series breaks there, so no NN interval bridges an artefact.
+pub fn rr_from_clean_peaks(peaks: &[usize], usable: &[bool], rate_hz: f64) -> RrSeries {
+    let rr: Vec<f64> = peaks
+        .windows(2)
+        .map(|w| (w[1] as f64 - w[0] as f64) * 1000.0 / rate_hz)
+        .collect();
+    let start_s = peaks.first().map_or(0.0, |p| *p as f64 / rate_hz);
+    correct_masked(rr, Some(usable), start_s)
+}
+
 /// Flags and corrects a raw RR series (ms); `start_s` is the time of the first beat.
 pub fn correct(rr_ms: Vec<f64>, start_s: f64) -> RrSeries {
+    correct_masked(rr_ms, None, start_s)
+}
+
+fn correct_masked(rr_ms: Vec<f64>, usable: Option<&[bool]>, start_s: f64) -> RrSeries {
     let n = rr_ms.len();
     let mut flags = vec![RrFlag::Normal; n];
     let mut out = NnBuilder {
@@ -130,6 +152,13 @@ pub fn correct(rr_ms: Vec<f64>, start_s: f64) -> RrSeries {
     let mut i = 0;
     while i < n {
         let rr = rr_ms[i];
+        if usable.is_some_and(|u| !u.get(i).copied().unwrap_or(false)) {
+            flags[i] = RrFlag::Unclean;
+            counts.unclean += 1;
+            out.gap(rr);
+            i += 1;
+            continue;
+        }
         if rr > MAX_RR_MS {
             // Longer than any physiologic interval: signal loss, not beats. Dropped, and
             // the NN series breaks here instead of inventing beats across the hole.
@@ -147,7 +176,11 @@ pub fn correct(rr_ms: Vec<f64>, start_s: f64) -> RrSeries {
             continue;
         }
         let k = (rr / local).round();
-        let next = rr_ms.get(i + 1).copied().filter(|nx| *nx <= MAX_RR_MS);
+        let next_usable = usable.is_none_or(|u| u.get(i + 1).copied().unwrap_or(false));
+        let next = rr_ms
+            .get(i + 1)
+            .copied()
+            .filter(|nx| *nx <= MAX_RR_MS && next_usable);
         let prev_normal = i > 0 && flags[i - 1] == RrFlag::Normal && !out.nn.is_empty();
         if (2.0..=3.0).contains(&k) && (rr - k * local).abs() <= thr {
             flags[i] = RrFlag::Missed;
