@@ -12,7 +12,7 @@ CARGO     ?= cargo
 export VITALCORE_CACHE := $(CURDIR)/$(CACHE)
 export VITALCORE_PYTHON := $(CURDIR)/$(PY)
 
-.PHONY: test-models test-no-tract
+.PHONY: test-models test-no-tract test-kernels
 .PHONY: ffi-lib server-bin py-wheel bindings-gen test-bindings test-bindings-python test-kotlin test-swift-gen bench-bindings
 .PHONY: help demo test-demo test test-rust test-python lint fmt venv data bench clean services test-deploy
 
@@ -36,6 +36,14 @@ $(CACHE)/.stamp: $(VENV)/.stamp scripts/fetch_data.py
 	touch $@
 
 data: $(CACHE)/.stamp
+
+# Quality references (NeuroKit2's verdicts per window), noisy copies of the real recordings
+# and rhythms built from their beats, for the quality gate's tests.
+$(CACHE)/quality/.stamp: $(CACHE)/.stamp scripts/quality_data.py
+	$(PY) scripts/quality_data.py --cache $(CACHE)
+	touch $@
+
+data: $(CACHE)/quality/.stamp
 
 # Backend test services: PostgreSQL 15 (pg_ctlcluster) and the s3s-fs S3 server binary.
 export VITALCORE_TEST_PG_URL ?= postgres://vitalcore_test:vitalcore_test@127.0.0.1:5432/vitalcore_test
@@ -162,6 +170,29 @@ test-no-tract: data
 	$(CARGO) clippy -p vitalcore --no-default-features --locked --lib --test inference_native -- -D warnings
 	$(CARGO) clippy -p vitalcore-ffi --no-default-features --locked --lib -- -D warnings
 	$(CARGO) test -p vitalcore --no-default-features --locked --test inference_native
+
+# The inference suites once per instruction set this CPU has, our graph kernels and tract's
+# forced to it (a summation order another CPU would use shows here first): our copy with
+# VITALCORE_KERNELS (portable|avx2|auto, core/sdk/src/inference/graph.rs), tract's with
+# tract-linalg's TRACT_CPU_ISA knob, which removes features from what its kernels dispatch on.
+# Same build as test-rust (runtime switches only). aarch64: one run, NEON is tract's baseline.
+INFERENCE_SUITES := --test inference_graph --test inference_native --test inference_parity \
+                    --test inference_model --test inference_trees
+TRACT_NO_AVX512  := -avx512f,-avx512vnni,-avx512fp16,-amx-int8,-amx-bf16
+TRACT_GENERIC    := -avx,-avx2,-fma,-f16c,-avxvnni,$(TRACT_NO_AVX512)
+test-kernels: data
+	$(CARGO) test -p vitalcore --all-features --locked $(INFERENCE_SUITES) --no-run
+	@flags=$$(grep -m1 '^flags' /proc/cpuinfo || true); has() { [[ " $$flags " == *" $$1 "* ]]; }; \
+	runs=("portable $(TRACT_GENERIC)"); \
+	if has avx2 && has fma; then runs+=("avx2 $(TRACT_NO_AVX512)"); fi; \
+	if has avx512f; then runs+=("auto -"); fi; \
+	if [[ $$(uname -m) != x86_64 ]]; then runs=("auto -"); fi; \
+	for run in "$${runs[@]}"; do \
+	  read -r ours tract <<<"$$run"; [[ $$tract == - ]] && tract=""; \
+	  echo "== test-kernels: VITALCORE_KERNELS=$$ours TRACT_CPU_ISA=$$tract"; \
+	  VITALCORE_KERNELS=$$ours TRACT_CPU_ISA=$$tract \
+	    $(CARGO) test -p vitalcore --all-features --locked $(INFERENCE_SUITES) -q; \
+	done
 
 # --- Training pipeline (models/) ---------------------------------------------------------
 # The trainer against real vitalcore-server processes. The server is built with the same
