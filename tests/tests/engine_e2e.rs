@@ -395,6 +395,7 @@ async fn delete_my_data_online_erases_both_sides_and_rotates_the_pseudonym() {
             },
         )
         .unwrap();
+    assert_eq!(engine.labels(&ids[0]).unwrap().len(), 1);
     engine.sync_now().await.unwrap();
     let before = server.records(ConsentPurpose::Research).await;
     assert_eq!(before.len(), 3);
@@ -405,7 +406,11 @@ async fn delete_my_data_online_erases_both_sides_and_rotates_the_pseudonym() {
     assert!(report.keys_destroyed >= 2, "care key and pseudonym secret");
     assert_eq!(server.counts().await.records, 0);
     assert!(engine.checks(i64::MIN, i64::MAX, None).unwrap().is_empty());
-    assert!(engine.labels(&ids[0]).map(|v| v.is_empty()).unwrap_or(true));
+    // Erased, not unreadable: the labels are gone, and asking for them is not an error.
+    assert_eq!(
+        engine.labels(&ids[0]).expect("labels after erasure"),
+        vec![]
+    );
     assert!(engine.raw_samples(&ids[0]).unwrap().is_empty());
     let export: DataExport = serde_json::from_str(&engine.export_my_data().unwrap()).unwrap();
     assert!(export.checks.is_empty());
