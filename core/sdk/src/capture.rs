@@ -18,7 +18,7 @@ use crate::engine::{lock, Inner};
 use crate::error::{BatchError, EngineError, Result};
 use crate::history::Timings;
 use crate::kind::{Analyzer, CheckKind};
-use crate::prediction::{PredictionOutcome, QualityReport};
+use crate::prediction::PredictionOutcome;
 use crate::session::{build_record, gather, micros, push_into, secs_to_ms};
 
 /// How a background capture cuts its stream.
@@ -345,20 +345,15 @@ fn store_window(shared: &Shared, analyzer: &mut Option<(f64, Analyzer)>, job: &J
         Some((rate, a)) if *rate == job.rate_hz => a,
         slot => {
             &mut slot
-                .insert((job.rate_hz, Analyzer::new(shared.kind, job.rate_hz)?))
+                .insert((
+                    job.rate_hz,
+                    Analyzer::new(shared.kind, job.rate_hz, &shared.engine.config)?,
+                ))
                 .1
         }
     };
     let analysis = a.analyze(&job.channels)?;
-    let threshold = match shared.kind {
-        CheckKind::Activity => shared.engine.config.get_accel_sqi_threshold(),
-        _ => shared.engine.config.get_cardiac_sqi_threshold(),
-    };
-    let quality = QualityReport {
-        sqi: analysis.sqi,
-        threshold,
-        acceptable: analysis.sqi >= threshold,
-    };
+    let quality = a.report(&analysis);
     let timings = Timings {
         features_us: micros(t0),
         inference_us: 0,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::error::{EngineError, Result};
 use crate::signal::accel::ACCEL_SQI_THRESHOLD;
-use crate::signal::quality::SQI_THRESHOLD;
+use crate::signal::quality::QualityPolicy;
 use crate::store::Durability;
 
 /// File name of the encrypted store inside the data directory.
@@ -20,7 +20,7 @@ pub const STORE_FILE: &str = "vitalcore.db";
 ///     .sync_endpoint("https://sync.example.org")
 ///     .sync_region("eu")
 ///     .raw_retention(Some(Duration::from_secs(7 * 86_400)));
-/// assert_eq!(config.get_cardiac_sqi_threshold(), 0.86);
+/// assert_eq!(config.get_cardiac_sqi_threshold(), 0.6);
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -30,7 +30,7 @@ pub struct Config {
     model_public_keys: Vec<String>,
     region_public_keys: Vec<String>,
     raw_retention: Option<Duration>,
-    cardiac_sqi_threshold: f64,
+    cardiac_quality: QualityPolicy,
     accel_sqi_threshold: f64,
     subject: String,
     outbox_purpose: String,
@@ -50,7 +50,7 @@ impl Config {
             model_public_keys: Vec::new(),
             region_public_keys: Vec::new(),
             raw_retention: None,
-            cardiac_sqi_threshold: SQI_THRESHOLD,
+            cardiac_quality: QualityPolicy::default(),
             accel_sqi_threshold: ACCEL_SQI_THRESHOLD,
             subject: "local".to_owned(),
             outbox_purpose: "research".to_owned(),
@@ -97,11 +97,18 @@ impl Config {
         self
     }
 
-    /// Minimum signal quality index (`0..=1`) of ECG and PPG checks for a prediction.
-    /// Default: `vitalcore_signal::quality::SQI_THRESHOLD` (0.86), the threshold the signal
-    /// crate documents and validates.
+    /// Minimum signal quality index (`0..=1`) of ECG and PPG checks for a prediction: the
+    /// share of the check covered by clean beats (see `vitalcore_signal::quality`). Sets
+    /// the policy's `min_usable_fraction`; default 0.6 ([`QualityPolicy::default`]).
     pub fn cardiac_sqi_threshold(mut self, sqi: f64) -> Self {
-        self.cardiac_sqi_threshold = sqi;
+        self.cardiac_quality.min_usable_fraction = sqi;
+        self
+    }
+
+    /// The whole acceptance rule of ECG and PPG checks: least usable fraction, clean beats
+    /// and longest clean stretch. Default: [`QualityPolicy::default`] (0.6, 10 beats, 8 s).
+    pub fn cardiac_quality_policy(mut self, policy: QualityPolicy) -> Self {
+        self.cardiac_quality = policy;
         self
     }
 
@@ -216,7 +223,12 @@ impl Config {
 
     /// Cardiac quality threshold.
     pub fn get_cardiac_sqi_threshold(&self) -> f64 {
-        self.cardiac_sqi_threshold
+        self.cardiac_quality.min_usable_fraction
+    }
+
+    /// Cardiac acceptance rule.
+    pub fn get_cardiac_quality_policy(&self) -> QualityPolicy {
+        self.cardiac_quality
     }
 
     /// Activity quality threshold.
@@ -239,7 +251,10 @@ impl Config {
     /// Checks the settings that open would otherwise trip over later.
     pub(crate) fn validate(&self) -> Result<()> {
         let unit = |x: f64| x.is_finite() && (0.0..=1.0).contains(&x);
-        if !unit(self.cardiac_sqi_threshold) || !unit(self.accel_sqi_threshold) {
+        if !unit(self.cardiac_quality.min_usable_fraction)
+            || !self.cardiac_quality.is_valid()
+            || !unit(self.accel_sqi_threshold)
+        {
             return Err(EngineError::InvalidConfig(
                 "quality thresholds must be within 0..=1",
             ));

@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 
 use crate::batch::Limits;
+use crate::config::Config;
 use crate::error::{EngineError, Result};
+use crate::prediction::QualityReport;
 use crate::signal::accel::{ACCEL_MIN_RATE_HZ, MIN_ACCEL_S};
 use crate::signal::beats::{ECG_MIN_RATE_HZ, PPG_MIN_RATE_HZ};
 use crate::signal::cardiac::MIN_CARDIAC_S;
@@ -127,6 +129,8 @@ pub(crate) struct Analysis {
     pub features: BTreeMap<String, f64>,
     /// Signal quality index, `0..=1`.
     pub sqi: f64,
+    /// Whether the quality meets the configured rule of the kind.
+    pub acceptable: bool,
     /// Beat (or step) sample indices.
     pub peaks: Vec<u64>,
 }
@@ -135,16 +139,36 @@ pub(crate) struct Analysis {
 #[derive(Debug)]
 pub(crate) enum Analyzer {
     Cardiac(CardiacAnalyzer),
-    Accel(f64),
+    /// Rate, Hz, and the least acceptable SQI.
+    Accel(f64, f64),
 }
 
 impl Analyzer {
-    pub fn new(kind: CheckKind, rate_hz: f64) -> Result<Self> {
-        Ok(match kind {
-            CheckKind::PpgRhythm => Self::Cardiac(CardiacAnalyzer::new(Modality::Ppg, rate_hz)?),
-            CheckKind::EcgRhythm => Self::Cardiac(CardiacAnalyzer::new(Modality::Ecg, rate_hz)?),
-            CheckKind::Activity => Self::Accel(rate_hz),
-        })
+    pub fn new(kind: CheckKind, rate_hz: f64, config: &Config) -> Result<Self> {
+        let cardiac = |m| -> Result<Self> {
+            let policy = config.get_cardiac_quality_policy();
+            Ok(Self::Cardiac(
+                CardiacAnalyzer::new(m, rate_hz)?.with_policy(policy)?,
+            ))
+        };
+        match kind {
+            CheckKind::PpgRhythm => cardiac(Modality::Ppg),
+            CheckKind::EcgRhythm => cardiac(Modality::Ecg),
+            CheckKind::Activity => Ok(Self::Accel(rate_hz, config.get_accel_sqi_threshold())),
+        }
+    }
+
+    /// The quality gate's verdict on `a`, for the prediction and the stored check.
+    pub fn report(&self, a: &Analysis) -> QualityReport {
+        let threshold = match self {
+            Self::Cardiac(c) => c.policy().min_usable_fraction,
+            Self::Accel(_, t) => *t,
+        };
+        QualityReport {
+            sqi: a.sqi,
+            threshold,
+            acceptable: a.acceptable,
+        }
     }
 
     /// Analyses one recording: one slice per channel of the kind, equal lengths.
@@ -158,10 +182,11 @@ impl Analyzer {
                 Ok(Analysis {
                     features: to_map(&r.features),
                     sqi: r.quality.sqi,
+                    acceptable: r.quality.acceptable,
                     peaks: r.peaks.iter().map(|&p| p as u64).collect(),
                 })
             }
-            Self::Accel(rate) => {
+            Self::Accel(rate, threshold) => {
                 let [x, y, z] = channels else {
                     return Err(EngineError::InvalidConfig("activity has three channels"));
                 };
@@ -169,6 +194,7 @@ impl Analyzer {
                 Ok(Analysis {
                     features: to_map(&r.features),
                     sqi: r.sqi,
+                    acceptable: r.sqi >= *threshold,
                     peaks: r.peaks.iter().map(|&p| p as u64).collect(),
                 })
             }

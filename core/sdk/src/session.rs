@@ -192,12 +192,13 @@ impl CheckSession {
             ))?;
         let rate = first.rate_hz();
         let data = gather(self.kind, buffers, n)?;
-        let analysis = Analyzer::new(self.kind, rate)?.analyze(&data)?;
+        let mut analyzer = Analyzer::new(self.kind, rate, &self.engine.config)?;
+        let analysis = analyzer.analyze(&data)?;
         let features_us = micros(t0);
         op.check_interrupt()?;
 
         let t1 = Instant::now();
-        let quality = self.quality(&analysis);
+        let quality = analyzer.report(&analysis);
         let predictor = self.engine.predictor();
         let outcome = predict(
             predictor.as_deref(),
@@ -265,18 +266,6 @@ impl CheckSession {
             },
             peaks: analysis.peaks,
         })
-    }
-
-    fn quality(&self, a: &Analysis) -> QualityReport {
-        let threshold = match self.kind {
-            CheckKind::Activity => self.engine.config.get_accel_sqi_threshold(),
-            _ => self.engine.config.get_cardiac_sqi_threshold(),
-        };
-        QualityReport {
-            sqi: a.sqi,
-            threshold,
-            acceptable: a.sqi >= threshold,
-        }
     }
 
     /// Discards the session and its samples. Nothing was stored before `finish`, so nothing
