@@ -121,10 +121,12 @@ fn one_shot(c: SyncConfig) -> SyncConfig {
     fast(c).max_attempts(1)
 }
 
-/// App killed at each step: the fault ends the run, the device is reopened from its data dir,
-/// and the retry re-sends the same batch under the same key.
+/// A connection fault at each step of an upload ends the run (no process is killed here: the
+/// device's store and client are closed and reopened from its data dir in the same process;
+/// `sync_kill.rs` SIGKILLs a real device process); the retry re-sends the same batch under the
+/// same key and the server stores it once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_at_every_step_keeps_the_key_and_stores_once() {
+async fn fault_at_every_step_then_reopen_keeps_the_key_and_stores_once() {
     for fault in [
         Fault::Drop,
         Fault::Reset,
