@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -103,10 +104,25 @@ def test_worse_model_is_refused_and_nothing_is_uploaded(server: Server, tmp_path
 def test_tolerance_lets_a_slightly_worse_model_through(server: Server, tmp_path: Path) -> None:
     seed(server)
     assert run_trainer(server.url, tmp_path, *REF).code == 0
-    # The weak model loses some AUROC; a tolerance of 1 accepts any model.
-    ok = run_trainer(server.url, tmp_path, *REF, *WEAK, "--tolerance", "1")
+    # The weak model is worse: without a tolerance it is refused, and the refusal gives the gap.
+    refused = run_trainer(server.url, tmp_path, *REF, *WEAK)
+    assert refused.code == 3, refused.stderr
+    m = re.search(r"AUROC ([0-9.]+) < ([0-9.]+)", one_line(refused.stderr))
+    assert m, refused.stderr
+    gap = float(m.group(2)) - float(m.group(1))
+    assert gap > 0.01, f"the weak model must be clearly worse to test a tolerance (gap {gap:.3f})"
+    # A tolerance below the gap still refuses it: the tolerance is a bound, not a pass.
+    assert run_trainer(server.url, tmp_path, *REF, *WEAK, "--tolerance", f"{gap / 2:.4f}").code == 3
+    assert server.served_manifest()["version"] == "1.0.0"
+    # Just above the gap lets it through, and what was published is the worse model.
+    tolerance = gap + 0.005
+    ok = run_trainer(server.url, tmp_path, *REF, *WEAK, "--tolerance", f"{tolerance:.4f}")
     assert ok.code == 0, ok.stderr
     assert server.served_manifest()["version"] == "2.0.0"
+    cmp = json.loads((tmp_path / "rhythm-ppg-2.0.0" / "metrics.json").read_text())["comparison"]
+    new, old = cmp["candidate"]["auroc"]["value"], cmp["active_metrics"]["auroc"]["value"]
+    assert new < old <= new + tolerance, (new, old, tolerance)
+    assert cmp["tolerance"] == pytest.approx(tolerance, abs=1e-4)
 
 
 def perturbed(runner: parity.Runner) -> parity.Runner:
