@@ -83,7 +83,7 @@ test-rust: data services
 test-python: data
 	$(PY) -m pytest -q scripts/tests
 
-test: lint test-rust test-python test-deploy test-bindings test-models test-demo test-no-tract
+test: lint test-rust test-python test-deploy test-bindings test-models test-demo test-no-tract test-kernels
 	@echo "make test: all suites passed"
 
 # DEMO_ARGS: for example --devices 100, or --postgres URL.
@@ -175,7 +175,8 @@ test-no-tract: data
 # forced to it (a summation order another CPU would use shows here first): our copy with
 # VITALCORE_KERNELS (portable|avx2|auto, core/sdk/src/inference/graph.rs), tract's with
 # tract-linalg's TRACT_CPU_ISA knob, which removes features from what its kernels dispatch on.
-# Same build as test-rust (runtime switches only). aarch64: one run, NEON is tract's baseline.
+# Same build as test-rust (runtime switches only): about 20 s of tests for the three runs here.
+# aarch64: one run, NEON is tract's baseline.
 INFERENCE_SUITES := --test inference_graph --test inference_native --test inference_parity \
                     --test inference_model --test inference_trees
 TRACT_NO_AVX512  := -avx512f,-avx512vnni,-avx512fp16,-amx-int8,-amx-bf16

@@ -12,6 +12,12 @@
 //! tile proved fragile) and chosen at load when the CPU has both; on aarch64 fused
 //! multiply-add is baseline.
 //!
+//! `VITALCORE_KERNELS` (read at each load) overrides that choice, so the test suites can run
+//! each copy on one machine: `auto` (or unset) as above, `portable` the generic copy on any
+//! CPU, `avx2` the AVX2 + FMA copy. Asking for `avx2` on a CPU without both, or for anything
+//! else, fails the load with [`InferenceError::Load`] rather than silently running another
+//! copy than the one a test run claims to cover.
+//!
 //! A convolution writes its output channels-last (`[position][channel]`), so a block of output
 //! channels is one or two vector stores instead of 8-16 strided scalar ones; the next
 //! convolution, activations and global pooling read that layout as is, and any other reader
@@ -1238,7 +1244,10 @@ pub(crate) fn plan(
     outputs: Option<&[&str]>,
 ) -> Result<Option<GraphPlan>, InferenceError> {
     match build(proto, input_shape, outputs) {
-        Ok(plan) => Ok(Some(plan)),
+        Ok(mut plan) => {
+            plan.graph.fma = avx2_kernels()?;
+            Ok(Some(plan))
+        }
         Err(Stop::Fallback) => Ok(None),
         Err(Stop::Malformed(why)) => Err(InferenceError::Load(format!("malformed graph: {why}"))),
     }
@@ -1363,6 +1372,29 @@ fn build(proto: &ModelProto, input_shape: &[usize], outputs: Option<&[&str]>) ->
         input: input.name.clone(),
         outputs: out_info,
     })
+}
+
+/// Whether to run the AVX2 + FMA copy of the kernels: the CPU's answer, or
+/// `VITALCORE_KERNELS` (see the module docs).
+fn avx2_kernels() -> Result<bool, InferenceError> {
+    choose_kernels(
+        std::env::var("VITALCORE_KERNELS").ok().as_deref(),
+        fma_available(),
+    )
+}
+
+fn choose_kernels(wanted: Option<&str>, fma: bool) -> Result<bool, InferenceError> {
+    match wanted.unwrap_or("auto") {
+        "auto" | "" => Ok(fma),
+        "portable" => Ok(false),
+        "avx2" if fma => Ok(true),
+        "avx2" => Err(InferenceError::Load(
+            "VITALCORE_KERNELS=avx2, but this CPU lacks AVX2 or FMA".into(),
+        )),
+        other => Err(InferenceError::Load(format!(
+            "VITALCORE_KERNELS={other}: expected auto, portable or avx2"
+        ))),
+    }
 }
 
 fn fma_available() -> bool {
@@ -2227,6 +2259,21 @@ mod tests {
                 assert!((a - b).abs() <= 1e-5, "{c_out} {k} {auto_pad}: {a} vs {b}");
             }
         }
+    }
+
+    /// `VITALCORE_KERNELS`: what each value selects, and a request this CPU cannot honour (or
+    /// a misspelling) is an error at load, not a silent run of the other copy.
+    #[test]
+    fn kernel_choice_follows_vitalcore_kernels() {
+        for fma in [false, true] {
+            assert_eq!(choose_kernels(None, fma).ok(), Some(fma));
+            assert_eq!(choose_kernels(Some("auto"), fma).ok(), Some(fma));
+            assert_eq!(choose_kernels(Some("portable"), fma).ok(), Some(false));
+            assert!(choose_kernels(Some("avx512"), fma).is_err());
+        }
+        assert_eq!(choose_kernels(Some("avx2"), true).ok(), Some(true));
+        let refused = choose_kernels(Some("avx2"), false).expect_err("no AVX2 here");
+        assert!(refused.to_string().contains("lacks AVX2"), "{refused}");
     }
 
     #[test]
