@@ -129,57 +129,100 @@ def noise(x: np.ndarray, fs: float, kind: str, seed: int) -> np.ndarray:
     return n / np.sqrt(np.mean(n**2))
 
 
-def beats_from(x: np.ndarray, peaks: np.ndarray) -> list[tuple[np.ndarray, int]]:
-    """Each beat from the midpoint before its peak to the midpoint after, with the peak offset."""
+def beats_from(x: np.ndarray, peaks: np.ndarray, signal: str) -> list[tuple[np.ndarray, int]]:
+    """Each beat with its peak offset. ECG: from the midpoint before its peak to the midpoint
+    after; PPG: from the trough before its peak (the pulse's onset) to the next trough."""
     out = []
     for i in range(1, len(peaks) - 1):
-        lo = (peaks[i - 1] + peaks[i]) // 2
-        hi = (peaks[i] + peaks[i + 1]) // 2
-        out.append((x[lo:hi].copy(), int(peaks[i] - lo)))
+        if signal == "ppg":
+            lo = peaks[i - 1] + int(np.argmin(x[peaks[i - 1]:peaks[i]]))
+            hi = peaks[i] + int(np.argmin(x[peaks[i]:peaks[i + 1]]))
+        else:
+            lo = (peaks[i - 1] + peaks[i]) // 2
+            hi = (peaks[i] + peaks[i + 1]) // 2
+        seg, off = x[lo:hi], int(peaks[i] - lo)
+        if signal == "ppg" and not _plain_pulse(seg, off, x):
+            continue
+        if hi - lo > 2:
+            out.append((seg.copy(), off))
     return out
 
 
+def _plain_pulse(seg: np.ndarray, off: int, x: np.ndarray) -> bool:
+    """A PPG pulse usable as a shape: not clipped, peak 60-400 ms after its onset (assumes
+    the heartpy rate of about 100 Hz), between 0.4 and 1.6 s long."""
+    lo, hi = x.min(), x.max()
+    return (6 <= off <= 40 and 40 <= len(seg) <= 160
+            and not np.any(seg <= lo) and not np.any(seg >= hi))
+
+
 def lay(beats, rr_s: np.ndarray, fs: float, signal: str, rng) -> tuple[np.ndarray, list[int]]:
-    """Concatenates real beats at the given RR intervals."""
+    """Concatenates real beats so that their peaks fall at the given RR intervals."""
+    if signal == "ppg":
+        return _lay_pulses(beats, rr_s, fs, rng)
     out: list[np.ndarray] = []
     peaks: list[int] = []
     pos = 0
     for rr in rr_s:
         seg, off = beats[rng.integers(len(beats))]
         n = max(4, int(round(rr * fs)))
-        if signal == "ppg":
-            # A pulse fills its whole interval: stretch it to the new length.
-            src = np.linspace(0, 1, len(seg))
-            seg2 = np.interp(np.linspace(0, 1, n), src, seg)
-            off2 = int(round(off * (n - 1) / max(len(seg) - 1, 1)))
-        else:
-            # The QRS-T complex keeps its shape, starting up to 250 ms before the R peak; a
-            # longer interval than the source beat's is filled with its last (isoelectric)
-            # level, a shorter one cuts the end of its T wave.
-            pre = min(off, int(0.25 * fs), n // 3)
-            seg2 = seg[off - pre: off - pre + n]
-            if len(seg2) < n:
-                seg2 = np.concatenate([seg2, np.full(n - len(seg2), seg2[-1])])
-            off2 = pre
+        # The QRS-T complex keeps its shape, starting up to 250 ms before the R peak; a
+        # longer interval than the source beat's is filled with its last (isoelectric)
+        # level, a shorter one cuts the end of its T wave.
+        pre = min(off, int(0.25 * fs), n // 3)
+        seg2 = seg[off - pre: off - pre + n]
+        if len(seg2) < n:
+            seg2 = np.concatenate([seg2, np.full(n - len(seg2), seg2[-1])])
         # Join without steps: shift the beat so it starts where the last one ended.
         if out:
             seg2 = seg2 - seg2[0] + out[-1][-1]
         out.append(seg2)
-        peaks.append(pos + off2)
+        peaks.append(pos + pre)
         pos += len(seg2)
-    y = np.concatenate(out)
-    # Remove the drift the joins accumulate (a slow detrend the 0.5 Hz filters remove anyway).
+    return _detrend(np.concatenate(out), fs), peaks
+
+
+def _lay_pulses(beats, rr_s: np.ndarray, fs: float, rng) -> tuple[np.ndarray, list[int]]:
+    """PPG: each pulse keeps its upstroke and peak, placed so that its peak falls at the
+    target time; it starts during the previous pulse's decay (cutting its tail) or after the
+    previous pulse has settled (holding its last level)."""
+    y: list[float] = []
+    peaks: list[int] = []
+    t = 0.3
+    for rr in rr_s:
+        t += rr
+        target = int(round(t * fs))
+        room = target - (peaks[-1] if peaks else 0)
+        for _ in range(50):
+            seg, off = beats[rng.integers(len(beats))]
+            if off < 0.7 * room:
+                break
+        start = target - off
+        if len(y) > start:
+            del y[start:]
+        elif y:
+            y.extend([y[-1]] * (start - len(y)))
+        else:
+            y.extend([seg[0]] * start)
+        shift = (y[-1] - seg[0]) if y else 0.0
+        y.extend((seg + shift).tolist())
+        peaks.append(target)
+    return _detrend(np.asarray(y), fs), peaks
+
+
+def _detrend(y: np.ndarray, fs: float) -> np.ndarray:
+    """Removes the drift the joins accumulate (slower than the 0.5 Hz filters keep)."""
     k = int(fs * 2) | 1
     trend = np.convolve(np.pad(y, k // 2, mode="edge"), np.ones(k) / k, mode="valid")
-    return y - trend + np.median(y), peaks
+    return y - trend + np.median(y)
 
 
 def rhythms(x: np.ndarray, meta: dict, peaks: np.ndarray, out: Path, seed: int) -> list[dict]:
     fs, signal = meta["rate_hz"], meta["signal"]
     rng = np.random.default_rng(seed)
-    beats = beats_from(x, np.asarray(peaks))
+    beats = beats_from(x, np.asarray(peaks), signal)
     made = []
-    for cv in (0.20, 0.30, 0.40):
+    for cv in (0.19, 0.24, 0.28):
         # AF-like: irregularly irregular, uncorrelated intervals around 90 bpm (nominal CV;
         # the clipping to physiological 0.3-2.0 s leaves a realised CV of about 0.15-0.30),
         # see the sidecar.

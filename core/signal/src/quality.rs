@@ -20,8 +20,9 @@
 //!    * [`ArtefactKind::Amplitude`]: the segment's band-passed range is over
 //!      [`MAX_AMPLITUDE_RATIO`] times the recording's median (motion, a lead being touched).
 //! 2. **Beat quality**: each beat is cut from the band-passed signal around its peak
-//!    (ECG: -100..+200 ms, the QRS complex and early ST; PPG: -30 %..+40 % of the
-//!    recording's median RR), centred and normalised. Its score is the correlation with
+//!    (ECG: -100..+200 ms, the QRS complex and early ST; PPG: -20 %..+25 % of the
+//!    recording's median RR, the upstroke and the systolic peak: an irregular rhythm's next
+//!    pulse does not reach into it), centred and normalised. Its score is the correlation with
 //!    the second-best matching beat among its [`NEIGHBOURS`] neighbours on each side whose
 //!    amplitude is within a factor of 2 of its own, or, if higher, its correlation with the
 //!    mean template of its morphology (beats are grouped greedily, in time order, into at
@@ -59,6 +60,10 @@ pub const PPG_BEAT_THRESHOLD: f64 = 0.86;
 pub const CLIP_RUN_S: f64 = 0.2;
 /// Most beat shapes (morphologies) told apart in one recording.
 pub const MAX_MORPHOLOGIES: usize = 8;
+/// PPG: beats on each side that make a beat's local template.
+pub const PPG_TEMPLATE_BEATS: usize = 16;
+/// PPG: a beat's amplitude over the median of the beats around it, least and most.
+pub const PPG_AMPLITUDE_RANGE: (f64, f64) = (0.4, 2.5);
 /// Least number of beats of a morphology before its template vouches for a beat.
 const MIN_MORPHOLOGY_BEATS: usize = 3;
 /// Least share of a segment's power inside the analysis band.
@@ -217,36 +222,84 @@ pub fn assess(
         amplitudes.push(hi - lo);
     }
 
-    let (members, templates) = morphologies(shapes, &inside, amplitudes, width, threshold);
+    let (members, templates) = match modality {
+        Modality::Ecg => morphologies(shapes, &inside, amplitudes, width, threshold),
+        Modality::Ppg => (Vec::new(), Vec::new()),
+    };
+    // PPG: the local mean template of the beats around (NeuroKit2's templatematch, local).
+    let mut local = vec![0.0; width];
+    let mut local_amp: Vec<f64> = Vec::with_capacity(2 * PPG_TEMPLATE_BEATS + 1);
+    let mut added = 0usize;
+    let mut removed = 0usize;
     let mut beat_scores = vec![-1.0; peaks.len()];
     let mut clean_beats = vec![false; peaks.len()];
     for k in 0..peaks.len() {
+        if modality == Modality::Ppg {
+            let (want_hi, want_lo) = (
+                (k + PPG_TEMPLATE_BEATS + 1).min(peaks.len()),
+                k.saturating_sub(PPG_TEMPLATE_BEATS),
+            );
+            while added < want_hi {
+                if inside[added] {
+                    let b = &shapes[added * width..(added + 1) * width];
+                    local.iter_mut().zip(b).for_each(|(t, v)| *t += v);
+                }
+                added += 1;
+            }
+            while removed < want_lo {
+                if inside[removed] {
+                    let b = &shapes[removed * width..(removed + 1) * width];
+                    local.iter_mut().zip(b).for_each(|(t, v)| *t -= v);
+                }
+                removed += 1;
+            }
+        }
         if !inside[k] || amplitudes[k] <= 0.0 {
             continue;
         }
         let a = &shapes[k * width..(k + 1) * width];
-        let (mut best, mut second) = (-1.0f64, -1.0f64);
-        let lo = k.saturating_sub(NEIGHBOURS);
-        let hi = (k + NEIGHBOURS + 1).min(peaks.len());
-        for j in (lo..hi).filter(|&j| j != k && inside[j]) {
-            let ratio = amplitudes[j] / amplitudes[k];
-            if !(0.5..=2.0).contains(&ratio) {
-                continue;
+        let (lo, hi) = match modality {
+            Modality::Ecg => (
+                k.saturating_sub(NEIGHBOURS),
+                (k + NEIGHBOURS + 1).min(peaks.len()),
+            ),
+            Modality::Ppg => (
+                k.saturating_sub(PPG_TEMPLATE_BEATS),
+                (k + PPG_TEMPLATE_BEATS + 1).min(peaks.len()),
+            ),
+        };
+        let mut second = -1.0f64;
+        if modality == Modality::Ppg {
+            local_amp.clear();
+            local_amp.extend((lo..hi).filter(|&j| inside[j]).map(|j| amplitudes[j]));
+            let typical = crate::rr::median_in_place(&mut local_amp);
+            let norm = local.iter().map(|v| v * v).sum::<f64>().sqrt();
+            let ratio = amplitudes[k] / typical;
+            if norm > 0.0 && (PPG_AMPLITUDE_RANGE.0..=PPG_AMPLITUDE_RANGE.1).contains(&ratio) {
+                second = a.iter().zip(&local).map(|(x, y)| x * y).sum::<f64>() / norm;
             }
-            let b = &shapes[j * width..(j + 1) * width];
-            let r: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-            if r > best {
-                second = best;
-                best = r;
-            } else if r > second {
-                second = r;
+        } else {
+            let mut best = -1.0f64;
+            for j in (lo..hi).filter(|&j| j != k && inside[j]) {
+                let ratio = amplitudes[j] / amplitudes[k];
+                if !(0.5..=2.0).contains(&ratio) {
+                    continue;
+                }
+                let b = &shapes[j * width..(j + 1) * width];
+                let r: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+                if r > best {
+                    second = best;
+                    best = r;
+                } else if r > second {
+                    second = r;
+                }
             }
-        }
-        if let Some(m) = members[k] {
-            let t = &templates[m];
-            if t.count >= MIN_MORPHOLOGY_BEATS {
-                let r: f64 = a.iter().zip(&t.shape).map(|(x, y)| x * y).sum::<f64>() / t.norm;
-                second = second.max(r);
+            if let Some(m) = members[k] {
+                let t = &templates[m];
+                if t.count >= MIN_MORPHOLOGY_BEATS {
+                    let r: f64 = a.iter().zip(&t.shape).map(|(x, y)| x * y).sum::<f64>() / t.norm;
+                    second = second.max(r);
+                }
             }
         }
         beat_scores[k] = second;
@@ -398,7 +451,7 @@ fn beat_window(peaks: &[usize], fs: f64, modality: Modality) -> (usize, usize, f
                 crate::rr::median_in_place(&mut rr)
             };
             let median = median.clamp(0.3, 1.5);
-            (at(0.3 * median), at(0.4 * median), PPG_BEAT_THRESHOLD)
+            (at(0.2 * median), at(0.25 * median), PPG_BEAT_THRESHOLD)
         }
     }
 }
