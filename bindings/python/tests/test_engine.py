@@ -129,8 +129,21 @@ def test_capture_stores_windows_and_stops_on_close(tmp_path: Path, recordings_di
                 except VitalcoreError.Backpressure:
                     pass
         stats = cap.stop()
-        assert stats.windows_stored + stats.windows_failed == 3
-        assert len(engine.windows(0, 2**62, None)) == stats.windows_stored
+        # Each of the three 30 s windows analyses on its own (checked here independently, by the
+        # one-shot analysis of the same samples): all three are stored, none failed.
+        w = round(30 * rec.rate_hz)  # samples per window
+        for k in range(3):
+            one_shot = vitalcore.analyze_cardiac_f64le(
+                vitalcore.CardiacSignal.PPG, vitalcore.pack_f64le(rec.channels[0][k * w : (k + 1) * w]), rec.rate_hz
+            )
+            assert one_shot.peaks, f"window {k} of heartpy data3 has no beats: the recording changed"
+        assert (stats.windows_stored, stats.windows_failed) == (3, 0), stats
+        stored = engine.windows(0, 2**62, None)
+        # One window per 30 s of samples (the recording's rate is 100.42 Hz, not 100: a window
+        # starts at its first sample's time).
+        starts = sorted(c.started_at_ms for c in stored)
+        want = [(T0 + k * w / rec.rate_hz) * 1000 for k in range(3)]
+        assert len(starts) == 3 and all(abs(s - t) <= 1 for s, t in zip(starts, want)), (starts, want)
         with pytest.raises(VitalcoreError.Closed):
             cap.push_samples("ppg", T0 + 100, rec.rate_hz, [0.0])
 
