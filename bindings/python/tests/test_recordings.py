@@ -18,11 +18,15 @@ def test_analyze_folder_covers_every_recording(recordings_dir: Path) -> None:
     rows = vitalcore.analyze_folder(recordings_dir)
     names = sorted(p.stem for p in recordings_dir.glob("*.csv") if p.with_suffix(".json").exists())
     assert [r["recording"] for r in rows] == names
-    ok = [r for r in rows if "error" not in r]
-    assert ok, rows
-    for r in ok:
-        assert 0.0 <= r["sqi"] <= 1.0
-        assert set(f.name for f in vitalcore.features_v1()) & set(r)
+    assert len(rows) >= 4, "make data fetches the three heartpy recordings and the MIT-BIH excerpt"
+    # Every real recording of the folder analyses: an error row for any of them is a failure.
+    errors = {r["recording"]: r["error"] for r in rows if "error" in r}
+    assert not errors, errors
+    for r in rows:
+        assert 0.0 <= r["sqi"] <= 1.0, r["recording"]
+        assert r["peaks"] > 0, r["recording"]
+        assert {"hr_mean", "sdnn", "rmssd"} <= set(r), r["recording"]
+        assert r["hr_mean"] is not None and 30 < r["hr_mean"] < 200, r["recording"]
 
 
 def test_bad_recording_reports_an_error_row_and_the_run_goes_on(tmp_path: Path, recordings_dir: Path) -> None:
