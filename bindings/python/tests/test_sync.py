@@ -3,9 +3,14 @@ on checks of a real recording. What arrived is read back through the server's pa
 from __future__ import annotations
 
 import asyncio
+import http.server
 import json
 import socket
+import threading
+import urllib.error
+import urllib.request
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -58,6 +63,65 @@ def _dead_endpoint() -> str:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+class RecordingProxy:
+    """A reverse proxy in front of a real server that records the request line of everything
+    it forwards (``"POST /v1/enroll"``), in arrival order: what a device sent, observed outside
+    the device."""
+
+    _HOP = {"host", "connection", "content-length", "transfer-encoding", "keep-alive"}
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self.requests: list[str] = []
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def forward(self) -> None:
+                proxy.requests.append(f"{self.command} {self.path}")
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n) if n else None
+                req = urllib.request.Request(proxy.target + self.path, data=body, method=self.command)
+                for k, v in self.headers.items():
+                    if k.lower() not in RecordingProxy._HOP:
+                        req.add_header(k, v)
+                try:
+                    with urllib.request.urlopen(req, timeout=30) as r:
+                        status, headers, data = r.status, r.headers, r.read()
+                except urllib.error.HTTPError as e:
+                    status, headers, data = e.code, e.headers, e.read()
+                self.send_response(status)
+                for k, v in headers.items():
+                    if k.lower() not in RecordingProxy._HOP | {"date", "server"}:
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PUT = do_DELETE = forward
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def recording_proxy(signed_server: Server) -> Iterator[RecordingProxy]:
+    p = RecordingProxy(signed_server.url)
+    yield p
+    p.close()
 
 
 def _hr_on_server(server: Server, study: str) -> list[float]:
@@ -168,23 +232,32 @@ def test_sync_errors_are_actionable(tmp_path: Path, recordings_dir: Path, server
 
 
 def test_region_statement_is_verified_against_the_pinned_key_before_anything_is_sent(
-    tmp_path: Path, recordings_dir: Path, signed_server: Server
+    tmp_path: Path, recordings_dir: Path, signed_server: Server, recording_proxy: RecordingProxy
 ) -> None:
     study = "python_region"
     good = [signed_server.model_public_key_hex()]
     other = ["11" * 32]  # well-formed, but not the server's key
-    with vitalcore.open_engine(_config(tmp_path / "other", signed_server.url, other), StaticKey()) as engine:
+    sent = recording_proxy.requests
+    with vitalcore.open_engine(_config(tmp_path / "other", recording_proxy.url, other), StaticKey()) as engine:
         engine.set_sync_options(_options(signed_server, study))
         engine.grant_consent(Purpose.PARTNER_SHARING, "v1")
         _checks(engine, _minutes(recordings_dir, 1), first_hour=0)
         with pytest.raises(VitalcoreError.NotConfigured, match="region"):
             asyncio.run(engine.sync_now())
+    # What left the device: region questions only, no enrollment, no batch.
+    assert sent, "the device asked the endpoint nothing"
+    assert all(r.startswith("GET /v1/region?nonce=") for r in sent), sent
     assert _hr_on_server(signed_server, study) == []
-    with vitalcore.open_engine(_config(tmp_path / "good", signed_server.url, good), StaticKey()) as engine:
+    del sent[:]
+    with vitalcore.open_engine(_config(tmp_path / "good", recording_proxy.url, good), StaticKey()) as engine:
         engine.set_sync_options(_options(signed_server, study))
         engine.grant_consent(Purpose.PARTNER_SHARING, "v1")
         hr = _checks(engine, _minutes(recordings_dir, 2), first_hour=0)
         asyncio.run(engine.sync_now())
     assert _hr_on_server(signed_server, study) == sorted(hr)
+    # With the right key the same capture sees the upload, after the region question.
+    assert sent[0].startswith("GET /v1/region?nonce="), sent
+    assert any(r.startswith("POST /v1/enroll") for r in sent), sent
+    assert any(r.startswith("POST /v1/batches") for r in sent), sent
     with pytest.raises(VitalcoreError.InvalidInput, match="region keys"):
         vitalcore.Engine.open(_config(tmp_path / "bad", signed_server.url, ["not hex"]), StaticKey())
