@@ -36,8 +36,10 @@ FEATURES_V1: dict[str, str] = {
     "intensity_class": "1",
 }
 
-# The default model's inputs: rhythm features of a pulse recording. `sqi` stays out on purpose:
-# a model must not learn "poor signal" as "irregular rhythm".
+# The default model's inputs: rhythm features of a pulse recording, each defined on a 30 s check
+# (`sample_entropy` needs 20 clean NN intervals, so a model reading it gets no answer on the
+# checks watches and phones take). `sqi` stays out on purpose: a model must not learn "poor
+# signal" as "irregular rhythm".
 DEFAULT_FEATURES: tuple[str, ...] = (
     "hr_mean",
     "sdnn",
@@ -45,7 +47,6 @@ DEFAULT_FEATURES: tuple[str, ...] = (
     "pnn50",
     "sd1",
     "sd2",
-    "sample_entropy",
     "ectopic_fraction",
 )
 
