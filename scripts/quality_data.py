@@ -86,6 +86,30 @@ def references(x: np.ndarray, signal: str, fs: float, heartpy: bool = True) -> d
     return out
 
 
+def checks_30s(x: np.ndarray, signal: str, fs: float) -> list[dict]:
+    """NeuroKit2's verdicts on consecutive 30 s checks (the whole recording if shorter): for
+    ECG both of zhao2018's approaches, "acceptable" only when neither says Unacceptable."""
+    import neurokit2 as nk
+
+    n = round(30 * fs)
+    starts = [0] if len(x) <= n else list(range(0, len(x) - n + 1, n))
+    out = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cleaned = nk.ecg_clean(x, sampling_rate=fs) if signal == "ecg" else nk.ppg_clean(x, sampling_rate=fs)
+        for lo in starts:
+            seg = cleaned[lo:lo + n]
+            c = {"start_s": lo / fs, "end_s": min(lo + n, len(x)) / fs}
+            try:
+                c.update(window_verdict(seg, signal, fs))
+                if signal == "ecg":
+                    c["acceptable"] = c["acceptable"] and c["zhao2018_simple"] != "Unacceptable"
+            except Exception as e:  # the tool cannot assess it (too few beats found)
+                c.update(acceptable=False, error=type(e).__name__)
+            out.append(c)
+    return out
+
+
 def window_verdict(seg: np.ndarray, signal: str, fs: float) -> dict:
     import neurokit2 as nk
 
@@ -260,6 +284,7 @@ def main() -> int:
         x, meta = load(rec, name)
         fs = meta["rate_hz"]
         refs[name] = references(x, meta["signal"], fs)
+        refs[name]["checks_30s"] = checks_30s(x, meta["signal"], fs)
         acc = sum(w["acceptable"] for w in refs[name]["windows"])
         print(f"quality reference {name}: {acc}/{len(refs[name]['windows'])} windows acceptable")
         power = np.mean((x - x.mean()) ** 2)
