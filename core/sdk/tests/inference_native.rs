@@ -316,21 +316,120 @@ fn an_update_that_needs_tract_leaves_the_old_model_serving_without_it() {
 
 fn load_or_typed_error(bytes: &[u8]) {
     // Either result is fine; reaching here without a panic is the property. A loaded model
-    // must also run.
+    // must also run, and give an output.
     if let Ok(model) = OnnxModel::load(bytes, &[1, 16], None) {
+        let input = [0.5f32; 16];
+        let all = model.run_all(&input).unwrap_or_else(|e| {
+            panic!(
+                "a model that loaded ({:?}) does not run: {e}",
+                model.backend()
+            )
+        });
+        assert_eq!(all.len(), model.outputs().len(), "one result per output");
+        // Each float output also runs alone, to the same values.
         let mut out = Vec::new();
-        let _ = model.run_into(&[0.5; 16], 0, &mut out);
+        for (i, want) in all.iter().enumerate().filter(|(_, v)| !v.is_empty()) {
+            model.run_into(&input, i, &mut out).unwrap_or_else(|e| {
+                panic!(
+                    "output {i} of a loaded model ({:?}) does not run: {e}",
+                    model.backend()
+                )
+            });
+            assert_eq!(
+                out.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                "output {i}"
+            );
+        }
     }
     let _ = inspect(bytes);
+}
+
+/// The valid 16-input test models the fuzz starts from (trees, the MLP, tract-only graphs).
+const FUZZ_BASES: &[&str] = &[
+    "gbdt6_binary",
+    "gbdt_multi",
+    "rf_binary",
+    "trees_modes_logistic",
+    "gbdt_regressor",
+    "mlp16",
+    "dense_clip",
+    "zipmap",
+];
+
+/// One edit of a valid model's bytes.
+#[derive(Debug, Clone)]
+enum Edit {
+    /// Bytes overwritten from a position on.
+    Overwrite(prop::sample::Index, Vec<u8>),
+    /// Bytes inserted at a position.
+    Insert(prop::sample::Index, Vec<u8>),
+    /// A range removed.
+    Delete(prop::sample::Index, usize),
+    /// One byte changed by a small amount (a length, a tag, an attribute value off by a little).
+    Nudge(prop::sample::Index, i8),
+}
+
+fn edit() -> impl Strategy<Value = Edit> {
+    prop_oneof![
+        (
+            any::<prop::sample::Index>(),
+            proptest::collection::vec(any::<u8>(), 1..16)
+        )
+            .prop_map(|(i, b)| Edit::Overwrite(i, b)),
+        (
+            any::<prop::sample::Index>(),
+            proptest::collection::vec(any::<u8>(), 1..16)
+        )
+            .prop_map(|(i, b)| Edit::Insert(i, b)),
+        (any::<prop::sample::Index>(), 1usize..32).prop_map(|(i, n)| Edit::Delete(i, n)),
+        (any::<prop::sample::Index>(), any::<i8>()).prop_map(|(i, d)| Edit::Nudge(i, d)),
+    ]
+}
+
+fn apply(bytes: &mut Vec<u8>, e: &Edit) {
+    match e {
+        Edit::Overwrite(at, b) => {
+            let i = at.index(bytes.len());
+            for (k, x) in b.iter().enumerate() {
+                if let Some(y) = bytes.get_mut(i + k) {
+                    *y = *x;
+                }
+            }
+        }
+        Edit::Insert(at, b) => {
+            let i = at.index(bytes.len() + 1);
+            bytes.splice(i..i, b.iter().copied());
+        }
+        Edit::Delete(at, n) => {
+            let i = at.index(bytes.len());
+            bytes.drain(i..(i + n).min(bytes.len()));
+        }
+        Edit::Nudge(at, d) => {
+            let i = at.index(bytes.len());
+            bytes[i] = bytes[i].wrapping_add(*d as u8);
+        }
+    }
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
-    /// Arbitrary bytes: loaded or refused with a typed error, never a panic.
+    /// Arbitrary bytes, and valid models of every kind with arbitrary edits (which mostly
+    /// still decode as protobuf and reach the graph checks and evaluators): loaded and
+    /// running, or refused with a typed error, never a panic.
     #[test]
-    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+    fn arbitrary_bytes_never_panic(
+        bytes in proptest::collection::vec(any::<u8>(), 0..512),
+        base in prop::sample::select(FUZZ_BASES),
+        edits in proptest::collection::vec(edit(), 1..4),
+    ) {
         load_or_typed_error(&bytes);
+        let mut model = model_bytes(base);
+        for e in &edits {
+            apply(&mut model, e);
+        }
+        load_or_typed_error(&model);
     }
 
     /// A real tree model with bytes flipped or cut: loaded or refused, never a panic (with
