@@ -140,9 +140,38 @@ def test_closed_loop_postgres(tmp_path: Path) -> None:
     if not url:
         pytest.fail("VITALCORE_TEST_PG_URL is not set: run `make services` (make test does)", pytrace=False)
     out = tmp_path / "demo-out"
+    before = demo_schemas(url)
     s = check_loop(out, run_demo(out, "--postgres", url))
     assert s["database"] == "postgresql"
     assert not (out / "server" / "server.db").exists()
+    # The database itself, not the demo's account of it: the run made one schema of its own,
+    # which holds every record and label, and every label names a stored record.
+    new = demo_schemas(url) - before
+    assert len(new) == 1, f"expected the run's own schema, found new schemas {sorted(new)}"
+    (schema,) = new
+    records, labels, orphans = (
+        int(v)
+        for v in psql(
+            url,
+            f'select (select count(*) from "{schema}".records), (select count(*) from "{schema}".labels), '
+            f'(select count(*) from "{schema}".labels l left join "{schema}".records r '
+            "on r.subject = l.subject and r.record_id = l.record_id where r.record_id is null)",
+        ).split("|")
+    )
+    assert (records, labels, orphans) == (DEVICES * (CHECKS + 1), DEVICES * CHECKS, 0)
+
+
+def psql(url: str, sql: str) -> str:
+    """One query through the PostgreSQL client (unaligned, tuples only)."""
+    p = subprocess.run(["psql", url, "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    return p.stdout.strip()
+
+
+def demo_schemas(url: str) -> set[str]:
+    """The schemas demo runs created (``demo_...``, one per run)."""
+    out = psql(url, "select nspname from pg_namespace where nspname like 'demo\\_%'")
+    return set(out.split()) if out else set()
 
 
 def chromium() -> str:
