@@ -208,12 +208,16 @@ pub fn assess(
         let src = &filtered[p - pre..=p + post];
         let dst = &mut shapes[k * width..(k + 1) * width];
         let mean = src.iter().sum::<f64>() / width as f64;
-        let (mut lo, mut hi, mut ss) = (f64::INFINITY, f64::NEG_INFINITY, 0.0);
+        let (mut lo, mut hi, mut ss) = (src[0], src[0], 0.0);
         for (d, &s) in dst.iter_mut().zip(src) {
             *d = s - mean;
             ss += *d * *d;
-            lo = lo.min(s);
-            hi = hi.max(s);
+            if s < lo {
+                lo = s;
+            }
+            if s > hi {
+                hi = s;
+            }
         }
         let norm = ss.sqrt();
         if norm > 0.0 {
@@ -273,10 +277,10 @@ pub fn assess(
             local_amp.clear();
             local_amp.extend((lo..hi).filter(|&j| inside[j]).map(|j| amplitudes[j]));
             let typical = crate::rr::median_in_place(&mut local_amp);
-            let norm = local.iter().map(|v| v * v).sum::<f64>().sqrt();
+            let norm = dot(&local, &local).sqrt();
             let ratio = amplitudes[k] / typical;
             if norm > 0.0 && (PPG_AMPLITUDE_RANGE.0..=PPG_AMPLITUDE_RANGE.1).contains(&ratio) {
-                second = a.iter().zip(&local).map(|(x, y)| x * y).sum::<f64>() / norm;
+                second = dot(a, &local) / norm;
             }
         } else {
             let mut best = -1.0f64;
@@ -286,7 +290,7 @@ pub fn assess(
                     continue;
                 }
                 let b = &shapes[j * width..(j + 1) * width];
-                let r: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+                let r = dot(a, b);
                 if r > best {
                     second = best;
                     best = r;
@@ -297,7 +301,7 @@ pub fn assess(
             if let Some(m) = members[k] {
                 let t = &templates[m];
                 if t.count >= MIN_MORPHOLOGY_BEATS {
-                    let r: f64 = a.iter().zip(&t.shape).map(|(x, y)| x * y).sum::<f64>() / t.norm;
+                    let r = dot(a, &t.shape) / t.norm;
                     second = second.max(r);
                 }
             }
@@ -374,6 +378,25 @@ impl QualityAssessment {
     }
 }
 
+/// Dot product with four independent sums, so the adds pipeline instead of waiting on one
+/// another (the shapes are 30-110 samples; one chain made the quality step latency-bound).
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    let (ca, cb) = (a.chunks_exact(4), b.chunks_exact(4));
+    let tail: f64 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    let mut acc = [0.0; 4];
+    for (x, y) in ca.zip(cb) {
+        for k in 0..4 {
+            acc[k] += x[k] * y[k];
+        }
+    }
+    (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
+}
+
 /// A beat shape: the sum of its members' normalised shapes.
 struct Morphology {
     shape: Vec<f64>,
@@ -402,8 +425,7 @@ fn morphologies(
         let a = &shapes[k * width..(k + 1) * width];
         let found = out.iter().position(|m| {
             let ratio = m.amplitude / m.count as f64 / amplitudes[k];
-            (0.5..=2.0).contains(&ratio)
-                && a.iter().zip(&m.shape).map(|(x, y)| x * y).sum::<f64>() / m.norm >= threshold
+            (0.5..=2.0).contains(&ratio) && dot(a, &m.shape) / m.norm >= threshold
         });
         let idx = match found {
             Some(i) => i,
@@ -467,26 +489,43 @@ fn segment_flags(raw: &[f64], filtered: &[f64], seg: usize, fs: f64, s: &mut Qua
     if n == 0 {
         return;
     }
-    let (mut rmin, mut rmax) = (f64::INFINITY, f64::NEG_INFINITY);
+    // Samples are finite (checked at the crate's entry points): plain comparisons, and one
+    // pass per segment with four independent sums, keep this step off the critical path.
+    let (mut rmin, mut rmax) = (raw[0], raw[0]);
     for &v in raw {
-        rmin = rmin.min(v);
-        rmax = rmax.max(v);
+        if v < rmin {
+            rmin = v;
+        }
+        if v > rmax {
+            rmax = v;
+        }
     }
     let tol = 0.005 * (rmax - rmin);
     let clip_run = ((CLIP_RUN_S * fs).round() as usize).max(3);
     for (i, flag) in s.segment_flags.iter_mut().enumerate() {
         let (a, b) = (i * seg, ((i + 1) * seg).min(n));
         let (x, f) = (&raw[a..b], &filtered[a..b]);
-        let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
-        for &v in f {
-            lo = lo.min(v);
-            hi = hi.max(v);
+        // Shifted by the segment's first sample so the sums of squares do not cancel.
+        let (x0, f0) = (x[0], f[0]);
+        let (mut lo, mut hi) = (f0, f0);
+        let (mut sx, mut sxx, mut sf, mut sff) = (0.0, 0.0, 0.0, 0.0);
+        for (&xv, &fv) in x.iter().zip(f) {
+            if fv < lo {
+                lo = fv;
+            }
+            if fv > hi {
+                hi = fv;
+            }
+            let (dx, df) = (xv - x0, fv - f0);
+            sx += dx;
+            sxx += dx * dx;
+            sf += df;
+            sff += df * df;
         }
         s.segment_range.push(hi - lo);
-        let mean = x.iter().sum::<f64>() / x.len() as f64;
-        let total: f64 = x.iter().map(|v| (v - mean) * (v - mean)).sum();
-        let fmean = f.iter().sum::<f64>() / f.len() as f64;
-        let in_band: f64 = f.iter().map(|v| (v - fmean) * (v - fmean)).sum();
+        let len = x.len() as f64;
+        let total = (sxx - sx * sx / len).max(0.0);
+        let in_band = (sff - sf * sf / len).max(0.0);
         if total <= 0.0 {
             *flag = Some(ArtefactKind::Flat);
         } else if in_band < MIN_IN_BAND_SHARE * total {
@@ -511,15 +550,22 @@ fn segment_flags(raw: &[f64], filtered: &[f64], seg: usize, fs: f64, s: &mut Qua
 /// Runs (sample ranges) of at least `run` identical samples within `tol` of the
 /// recording's extremes.
 fn clip_runs(x: &[f64], rmin: f64, rmax: f64, tol: f64, run: usize, out: &mut Vec<(usize, usize)>) {
-    let mut start = 0;
-    for i in 1..=x.len() {
-        let same = i < x.len() && x[i] == x[start] && (x[i] >= rmax - tol || x[i] <= rmin + tol);
-        if !same {
-            if i - start >= run && (x[start] >= rmax - tol || x[start] <= rmin + tol) {
-                out.push((start, i));
-            }
-            start = i;
+    let (top, bottom) = (rmax - tol, rmin + tol);
+    let mut i = 0;
+    while i < x.len() {
+        let v = x[i];
+        if v < top && v > bottom {
+            i += 1;
+            continue;
         }
+        let start = i;
+        while i < x.len() && x[i] == v {
+            i += 1;
+        }
+        if i - start >= run {
+            out.push((start, i));
+        }
+        i = i.max(start + 1);
     }
 }
 
