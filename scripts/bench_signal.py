@@ -10,8 +10,9 @@ Inputs (from ``make data``):
 
 Both sides run the whole pipeline from raw samples to features: filtering, beat detection,
 artifact correction (NeuroKit2: ``signal_fixpeaks``, method "Kubios"), time-domain,
-frequency-domain and nonlinear HRV (vitalcore also computes quality and per-window results,
-which NeuroKit2 does not). Beat F1 compares the detectors before correction would blur it,
+quality (NeuroKit2: ``ecg_quality`` "zhao2018" / ``ppg_quality`` "templatematch"; vitalcore:
+its beat-level gate), frequency-domain and nonlinear HRV (vitalcore also computes per-window
+results, which NeuroKit2 does not). Beat F1 compares the detectors before correction would blur it,
 so NeuroKit2's corrected peaks are only used for its features. vitalcore is timed
 inside a release binary (median of many runs, no file I/O); NeuroKit2 in this process
 (median of a few runs). Outputs are compared in the same run: beat F1 within 50 ms, and
@@ -48,6 +49,12 @@ def neurokit_pipeline(x: np.ndarray, signal: str, rate: float, nonlinear: bool =
     raw = peaks
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        # Quality, as vitalcore assesses it: Zhao & Zhang's indices for ECG, the Orphanidou
+        # beat template match for PPG.
+        if signal == "ecg":
+            nk.ecg_quality(cleaned, rpeaks=peaks, sampling_rate=rate, method="zhao2018")
+        else:
+            nk.ppg_quality(cleaned, peaks=peaks, sampling_rate=rate, method="templatematch")
         # Artifact correction, as vitalcore does (NeuroKit2's Lipponen & Tarvainen 2019).
         _, peaks = nk.signal_fixpeaks(peaks, sampling_rate=rate, iterative=True, method="Kubios")
         peaks = np.asarray(peaks)

@@ -391,6 +391,10 @@ struct CheckStat {
     p_irregular: Option<f64>,
     label: Option<String>,
     features: BTreeMap<String, f64>,
+    /// Share of the check covered by clean beats, and the quality gate's verdict.
+    usable: f64,
+    acceptable: bool,
+    outcome: &'static str,
 }
 
 /// Runs one PPG check; returns its id, its stats and the beats found.
@@ -412,6 +416,12 @@ fn run_check(
     .map_err(dev(device))?;
     let r = s.finish().map_err(dev(device))?;
     let micros = t.elapsed().as_micros() as u64;
+    let outcome = match &r.check.prediction {
+        PredictionOutcome::Predicted { .. } => "predicted",
+        PredictionOutcome::QualityTooLow { .. } => "quality_too_low",
+        PredictionOutcome::FeaturesUnavailable { .. } => "features_unavailable",
+        PredictionOutcome::NoModel => "no_model",
+    };
     let (model, p) = match &r.check.prediction {
         PredictionOutcome::Predicted {
             model_name,
@@ -438,6 +448,9 @@ fn run_check(
             p_irregular: p,
             label: rec.label.clone(),
             features,
+            usable: r.check.quality.sqi,
+            acceptable: r.check.quality.acceptable,
+            outcome,
         },
         r.peaks,
     ))
@@ -794,6 +807,17 @@ async fn run(args: Result<Args>) -> Result<()> {
             "counts": metrics["counts"],
         },
         "tolerance": a.tolerance,
+        // The real recordings (no label: nobody annotated them) beside the simulated fleet:
+        // what the quality gate said of each and what the model answered.
+        "real_recordings": stats
+            .iter()
+            .filter(|s| s.label.is_none())
+            .map(|s| json!({
+                "phase": s.phase, "source": s.source, "usable": s.usable,
+                "acceptable": s.acceptable, "outcome": s.outcome, "model": s.model,
+                "p_irregular": s.p_irregular,
+            }))
+            .collect::<Vec<_>>(),
     });
     let checks: Vec<serde_json::Value> = stats
         .iter()
@@ -873,6 +897,18 @@ fn print_summary(s: &serde_json::Value) {
             f(&p["latency_ms_p50"]),
             f(&p["latency_ms_p99"]),
             f(&p["on_device_accuracy"])
+        );
+    }
+    println!("real recordings (quality verdict, answer):");
+    for r in s["real_recordings"].as_array().into_iter().flatten() {
+        println!(
+            "  {} {:<14} usable {}  {}  {}  p(irregular) {}",
+            r["phase"].as_str().unwrap_or("-"),
+            r["source"].as_str().unwrap_or("-"),
+            f(&r["usable"]),
+            if r["acceptable"].as_bool() == Some(true) { "acceptable" } else { "unacceptable" },
+            r["outcome"].as_str().unwrap_or("-"),
+            f(&r["p_irregular"])
         );
     }
     let h = &s["held_out"];
