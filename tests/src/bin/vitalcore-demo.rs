@@ -906,7 +906,11 @@ fn print_summary(s: &serde_json::Value) {
             r["phase"].as_str().unwrap_or("-"),
             r["source"].as_str().unwrap_or("-"),
             f(&r["usable"]),
-            if r["acceptable"].as_bool() == Some(true) { "acceptable" } else { "unacceptable" },
+            if r["acceptable"].as_bool() == Some(true) {
+                "acceptable"
+            } else {
+                "unacceptable"
+            },
             r["outcome"].as_str().unwrap_or("-"),
             f(&r["p_irregular"])
         );
