@@ -138,7 +138,7 @@ pub(crate) struct Analysis {
 /// Reusable analysis state (the cardiac detector keeps its buffers between windows).
 #[derive(Debug)]
 pub(crate) enum Analyzer {
-    Cardiac(CardiacAnalyzer),
+    Cardiac(Box<CardiacAnalyzer>),
     /// Rate, Hz, and the least acceptable SQI.
     Accel(f64, f64),
 }
@@ -147,9 +147,8 @@ impl Analyzer {
     pub fn new(kind: CheckKind, rate_hz: f64, config: &Config) -> Result<Self> {
         let cardiac = |m| -> Result<Self> {
             let policy = config.get_cardiac_quality_policy();
-            Ok(Self::Cardiac(
-                CardiacAnalyzer::new(m, rate_hz)?.with_policy(policy)?,
-            ))
+            let analyzer = CardiacAnalyzer::new(m, rate_hz)?.with_policy(policy)?;
+            Ok(Self::Cardiac(Box::new(analyzer)))
         };
         match kind {
             CheckKind::PpgRhythm => cardiac(Modality::Ppg),

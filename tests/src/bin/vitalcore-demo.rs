@@ -549,10 +549,12 @@ fn open_device(a: &Args, server: &DeviceConfig, d: usize, key: &[u8; 32]) -> Res
 /// The trainer's parity runner: the SDK's own inference through the `vitalcore` Python module
 /// when the trainer can run it, else the onnx package's reference evaluator.
 async fn parity_runner(a: &Args) -> &'static str {
-    let probe = "import numpy as np, pathlib\n\
+    // As many inputs as the bundled model reads (its manifest says).
+    let probe = "import json, numpy as np, pathlib\n\
                  from trainer.parity import sdk_predict\n\
                  m = pathlib.Path('rhythm-ppg.onnx').read_bytes()\n\
-                 sdk_predict(m, np.zeros((1, 8), dtype=np.float32))\n";
+                 n = len(json.loads(pathlib.Path('rhythm-ppg.manifest.json').read_text())['input']['features'])\n\
+                 sdk_predict(m, np.zeros((1, n), dtype=np.float32))\n";
     let ok = tokio::process::Command::new(&a.python)
         .args(["-c", probe])
         .current_dir(a.repo.join("models"))
