@@ -616,7 +616,15 @@ proptest! {
         let shape = [1, spec.c_in, spec.len];
         let native = OnnxModel::load(&bytes, &shape, None).expect("loads");
         prop_assert_eq!(native.backend(), Backend::NativeGraph);
-        let tract = OnnxModel::load_tract(&bytes, &shape, None).expect("tract loads");
+        // tract 0.23.9's optimizer refuses some of these graphs ("running pass ChangeAxes",
+        // found by this test: a 1-tap strided convolution before a convolution with batch
+        // norm); a refusal, not a wrong answer, and ONNX Runtime stays the reference for ours.
+        // Any other refusal fails.
+        let tract = match OnnxModel::load_tract(&bytes, &shape, None) {
+            Ok(tract) => Some(tract),
+            Err(e) if e.to_string().contains("ChangeAxes") => None,
+            Err(e) => panic!("tract loads: {e}"),
+        };
         let mut ort = OrtRef::new(&bytes);
         let mut tolerance = Tolerance::new(&bytes, &shape, "y");
         let mut rng = Rng::new(spec.seed ^ 1);
@@ -624,7 +632,6 @@ proptest! {
         for _ in 0..3 {
             let input = rng.vec(spec.c_in * spec.len, 1.0);
             native.run_into(&input, 0, &mut ours).expect("runs");
-            tract.run_into(&input, 0, &mut theirs).expect("runs");
             let reference = ort.run(&shape, &input, "y");
             prop_assert_eq!(ours.len(), spec.classes);
             let bound = tolerance.bound(&shape, &input, &ours, &reference);
@@ -636,6 +643,8 @@ proptest! {
                 ours,
                 reference
             );
+            let Some(tract) = &tract else { continue };
+            tract.run_into(&input, 0, &mut theirs).expect("runs");
             // tract 0.23.9 pads strided SAME_UPPER/SAME_LOWER convolutions differently from
             // ONNX Runtime (found by this test); ONNX Runtime is the reference. Anywhere else
             // tract must agree too, at its own precision.
@@ -645,7 +654,7 @@ proptest! {
                 prop_assert!(
                     spec.layers.iter().any(|l| l.pad_mode >= 2 && l.stride > 1),
                     "tract differs from ONNX Runtime without strided SAME padding: {:?} / {:?}",
-                                        theirs,
+                    theirs,
                     reference
                 );
             }
