@@ -102,16 +102,42 @@ fn bundled_default_model_predicts_offline_with_provenance() {
     let r = check(&engine);
     assert_eq!(served_by(&r), ("rhythm-ppg".into(), "1.0.0".into()));
 
-    // 24.8 s is too short for sample entropy, one of the model's inputs: said, not guessed.
+    // 24.8 s of real fingertip PPG: every input of the model is defined on a check this short.
     let s = engine.start_check(CheckKind::PpgRhythm).expect("start");
     s.push_samples("ppg", SampleBatch::uniform(T0_S, 100.0, ppg_100hz()))
         .expect("push");
+    let short = s.finish().expect("finish");
+    assert_eq!(served_by(&short), ("rhythm-ppg".into(), "1.0.0".into()));
+
+    // An app that lets every check past the quality gate (its right) and a check with no
+    // clean beat: the model's inputs are missing, and that is said, not guessed.
+    let open_dir = tempfile::tempdir().expect("tempdir");
+    let permissive = Vitalcore::open(
+        Config::new(open_dir.path()).cardiac_quality_policy(
+            vitalcore::signal::quality::QualityPolicy {
+                min_usable_fraction: 0.0,
+                min_clean_beats: 0,
+                min_clean_stretch_s: 0.0,
+            },
+        ),
+        &keys(),
+    )
+    .expect("open");
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let noise: Vec<f64> = (0..1500)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        })
+        .collect();
+    let s = permissive.start_check(CheckKind::PpgRhythm).expect("start");
+    s.push_samples("ppg", SampleBatch::uniform(T0_S, 100.0, noise))
+        .expect("push");
     match s.finish().expect("finish").check.prediction {
         PredictionOutcome::FeaturesUnavailable { missing } => {
-            assert!(
-                missing.contains(&"sample_entropy".to_string()),
-                "{missing:?}"
-            )
+            assert!(missing.contains(&"hr_mean".to_string()), "{missing:?}")
         }
         other => panic!("expected FeaturesUnavailable, got {other:?}"),
     }
