@@ -646,14 +646,18 @@ proptest! {
             let Some(tract) = &tract else { continue };
             tract.run_into(&input, 0, &mut theirs).expect("runs");
             // tract 0.23.9 pads strided SAME_UPPER/SAME_LOWER convolutions differently from
-            // ONNX Runtime (found by this test); ONNX Runtime is the reference. Anywhere else
-            // tract must agree too, at its own precision.
+            // ONNX Runtime (found by this test); ONNX Runtime is the reference. A SAME layer of
+            // stride 1 followed by a strided layer or a pool counts too: tract pulls the
+            // downsampling up into the SAME convolution, which then is a strided one (found
+            // by this test: SAME k 3 stride 1, then a 1x1 stride 2). Anywhere else tract must
+            // agree too, at its own precision.
             if tract_close(&theirs, &reference) {
                 prop_assert!(tract_close(&ours, &theirs), "vs tract: {:?} / {:?}", ours, theirs);
             } else {
                 prop_assert!(
-                    spec.layers.iter().any(|l| l.pad_mode >= 2 && l.stride > 1),
-                    "tract differs from ONNX Runtime without strided SAME padding: {:?} / {:?}",
+                    spec.layers.iter().enumerate().any(|(i, l)| l.pad_mode >= 2
+                        && spec.layers[i..].iter().any(|m| m.stride > 1 || m.pool != 0)),
+                    "tract differs from ONNX Runtime without downsampled SAME padding: {:?} / {:?}",
                     theirs,
                     reference
                 );

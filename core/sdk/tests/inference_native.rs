@@ -174,7 +174,16 @@ fn native_models_match_onnx_runtime(kind: Serves) -> usize {
 fn the_bundled_default_model_runs_natively() {
     let bytes = std::fs::read(support::workspace().join("models/rhythm-ppg.onnx"))
         .expect("bundled model file");
-    let model = OnnxModel::load(&bytes, &[1, 8], Some(&["probabilities"])).expect("loads");
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(support::workspace().join("models/rhythm-ppg.manifest.json"))
+            .expect("bundled manifest"),
+    )
+    .expect("json");
+    let inputs = manifest["input"]["features"]
+        .as_array()
+        .expect("features")
+        .len();
+    let model = OnnxModel::load(&bytes, &[1, inputs], Some(&["probabilities"])).expect("loads");
     assert_eq!(model.backend(), Backend::NativeTrees);
 }
 
