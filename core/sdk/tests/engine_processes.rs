@@ -9,6 +9,7 @@
 //! check, and every acknowledged check is there.
 
 mod engine_support;
+mod kill_seed;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
@@ -18,6 +19,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use engine_support::*;
+use kill_seed::kill_seed;
 use vitalcore::{CheckKind, Config, SampleBatch, Vitalcore};
 
 const ROLE: &str = "VITALCORE_ENGINE_ROLE";
@@ -69,22 +71,7 @@ enum Line {
 fn kill_mid_finish() {
     let dir = tempfile::tempdir().expect("tempdir");
     // VITALCORE_KILL_SEED replays a run: the seed is printed, and libtest shows it on failure.
-    let seed = match std::env::var("VITALCORE_KILL_SEED") {
-        Ok(s) => {
-            s.trim()
-                .parse::<u64>()
-                .expect("VITALCORE_KILL_SEED is a u64")
-                | 1
-        }
-        Err(_) => {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .expect("clock")
-                .as_nanos() as u64
-                | 1
-        }
-    };
-    println!("engine kill harness: rng seed {seed} (replay: VITALCORE_KILL_SEED={seed})");
+    let seed = kill_seed("engine kill harness");
     let mut rng = Rng(seed);
     let exe = std::env::current_exe().expect("own binary");
     let mut acked: BTreeSet<String> = BTreeSet::new();

@@ -9,6 +9,7 @@
 //! * Two processes (plus the parent) write and read the same file at once; no error, in
 //!   particular no "database is locked", may reach any of them.
 
+mod kill_seed;
 mod store_support;
 
 use std::collections::BTreeSet;
@@ -18,6 +19,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use kill_seed::kill_seed;
 use store_support::*;
 use vitalcore::store::{
     CheckRecord, Durability, HistoryQuery, OutboxDraft, Purpose, RawWindow, RecordId, Store,
@@ -99,22 +101,7 @@ impl Rng {
 fn sigkill_harness() {
     let dir = tempfile::tempdir().expect("tempdir");
     // VITALCORE_KILL_SEED replays a run: the seed is printed, and libtest shows it on failure.
-    let seed = match std::env::var("VITALCORE_KILL_SEED") {
-        Ok(s) => {
-            s.trim()
-                .parse::<u64>()
-                .expect("VITALCORE_KILL_SEED is a u64")
-                | 1
-        }
-        Err(_) => {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .expect("clock")
-                .as_nanos() as u64
-                | 1
-        }
-    };
-    println!("sigkill harness: rng seed {seed} (replay: VITALCORE_KILL_SEED={seed})");
+    let seed = kill_seed("sigkill harness");
     let mut rng = Rng(seed);
     let exe = std::env::current_exe().expect("own binary");
     let mut acked: BTreeSet<u64> = BTreeSet::new();
