@@ -280,6 +280,7 @@ def main() -> int:
     (q / "rhythm").mkdir(parents=True, exist_ok=True)
     names = sorted(p.stem for p in rec.glob("*.json"))
     refs = {}
+    built: list[dict] = []
     for i, name in enumerate(names):
         x, meta = load(rec, name)
         fs = meta["rate_hz"]
@@ -297,8 +298,12 @@ def main() -> int:
                 refs[noisy] = references(y, meta["signal"], fs, heartpy=False)
         ref_peaks = json.loads((args.cache / "reference" / f"{name}.json").read_text())
         if name in ("heartpy_data3", "scipy_mitdb_ecg"):
-            rhythms(x, meta, ref_peaks["neurokit2"]["peaks"], q / "rhythm", seed=7 + i)
+            built += rhythms(x, meta, ref_peaks["neurokit2"]["peaks"], q / "rhythm", seed=7 + i)
     (q / "reference.json").write_text(json.dumps(refs, indent=1))
+    # What the tests iterate over: every built rhythm, its source recording and its kind.
+    (q / "rhythm" / "index.json").write_text(json.dumps([
+        {"name": m["name"], "source": m["source"].removeprefix("beats of "), "signal": m["signal"],
+         "rhythm": m["rhythm"], "rr_cv": m["rr_cv"]} for m in built], indent=1))
     (q / "noisy" / "index.json").write_text(json.dumps(
         {"snr_db": list(SNRS_DB), "noises": list(NOISES), "recordings": names}))
     return 0

@@ -129,35 +129,31 @@ fn built_rhythms_are_answered_and_told_apart() {
     let rhythm = cache_dir().join("quality/rhythm");
     let mut wrong = Vec::new();
     let mut total = 0;
-    for (base, kind) in [
-        ("heartpy_data3", CheckKind::PpgRhythm),
-        ("scipy_mitdb_ecg", CheckKind::EcgRhythm),
-    ] {
-        for tag in [
-            "af_cv19",
-            "af_cv24",
-            "af_cv28",
-            "regular_40bpm",
-            "regular_60bpm",
-            "regular_100bpm",
-            "regular_140bpm",
-            "regular_180bpm",
-        ] {
-            let name = format!("{base}__{tag}");
-            let text = std::fs::read_to_string(rhythm.join(format!("{name}.csv")))
-                .unwrap_or_else(|e| panic!("{name}: {e}: run `make data`"));
-            let x: Vec<f64> = text.lines().filter_map(|l| l.trim().parse().ok()).collect();
-            let rate = rate_of(base);
-            // A 30 s check from the middle of the built recording.
-            let n = (30.0 * rate).round() as usize;
-            let start = (x.len() - n) / 2;
-            let p = p_irregular(&check(&engine, kind, rate, &x[start..start + n]), &name);
-            let irregular = tag.starts_with("af");
-            eprintln!("{name}: p(irregular) {p:.3}");
-            total += 1;
-            if (p >= 0.5) != irregular {
-                wrong.push(format!("{name}: {p:.3}"));
-            }
+    let index: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(rhythm.join("index.json"))
+            .expect("built rhythms: run `make data`"),
+    )
+    .expect("json");
+    for b in index.as_array().expect("index") {
+        let name = b["name"].as_str().expect("name");
+        let base = b["source"].as_str().expect("source");
+        let kind = match b["signal"].as_str() {
+            Some("ecg") => CheckKind::EcgRhythm,
+            _ => CheckKind::PpgRhythm,
+        };
+        let text = std::fs::read_to_string(rhythm.join(format!("{name}.csv")))
+            .unwrap_or_else(|e| panic!("{name}: {e}: run `make data`"));
+        let x: Vec<f64> = text.lines().filter_map(|l| l.trim().parse().ok()).collect();
+        let rate = rate_of(base);
+        // A 30 s check from the middle of the built recording.
+        let n = (30.0 * rate).round() as usize;
+        let start = (x.len() - n) / 2;
+        let p = p_irregular(&check(&engine, kind, rate, &x[start..start + n]), name);
+        let irregular = b["rhythm"] == "irregular";
+        eprintln!("{name}: p(irregular) {p:.3}");
+        total += 1;
+        if (p >= 0.5) != irregular {
+            wrong.push(format!("{name}: {p:.3}"));
         }
     }
     assert_eq!(total, 16);
