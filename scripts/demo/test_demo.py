@@ -106,6 +106,18 @@ def check_loop(out: Path, proc: subprocess.CompletedProcess[str]) -> dict:
         auc = s["held_out"][side]["auroc"]
         assert 0.0 <= auc["ci_low"] <= auc["value"] <= auc["ci_high"] <= 1.0
     assert s["after"]["latency_ms_p50"] > 0
+    # The real recordings (one per device, 60 s pieces of heartpy data1-3) are shown beside
+    # the simulated fleet with the gate's verdict: every acceptable one answered, every
+    # refused one refused for quality, and the clean heartpy data3 pieces all acceptable.
+    real = s["real_recordings"]
+    assert len(real) == DEVICES
+    for r in real:
+        assert 0.0 <= r["usable"] <= 1.0
+        want = "predicted" if r["acceptable"] else "quality_too_low"
+        assert r["outcome"] == want, r
+        assert (r["p_irregular"] is not None) == r["acceptable"], r
+    assert all(r["acceptable"] for r in real if r["source"] == "heartpy_data3"), real
+    assert "real recordings (quality verdict, answer)" in proc.stdout
     assert [p["phase"] for p in s["phases"]][-1].startswith("report")
     assert "time per phase" in proc.stdout and "held-out metrics" in proc.stdout
     assert (out / "report.html").is_file()
