@@ -22,15 +22,19 @@
 //! 2. **Beat quality**: each beat is cut from the band-passed signal around its peak
 //!    (ECG: -100..+200 ms, the QRS complex and early ST; PPG: -20 %..+25 % of the
 //!    recording's median RR, the upstroke and the systolic peak: an irregular rhythm's next
-//!    pulse does not reach into it), centred and normalised. Its score is the correlation with
-//!    the second-best matching beat among its [`NEIGHBOURS`] neighbours on each side whose
-//!    amplitude is within a factor of 2 of its own, or, if higher, its correlation with the
-//!    mean template of its morphology (beats are grouped greedily, in time order, into at
-//!    most [`MAX_MORPHOLOGIES`] shapes; a shape counts once it has 3 beats): a beat is
-//!    reproducible when other beats have its shape. This is template matching (Orphanidou
-//!    et al. 2015, NeuroKit2's `templatematch`) with a template per morphology, so premature
-//!    ventricular beats, in runs or isolated, match their own kind instead of failing
-//!    against the sinus template, while noise, which does not repeat, matches nothing.
+//!    pulse does not reach into it), centred and normalised.
+//!    * PPG: its score is the correlation with the mean of the [`PPG_TEMPLATE_BEATS`] beats on
+//!      each side (NeuroKit2's `templatematch`, Orphanidou et al. 2015, with a local template
+//!      so a slow change of pulse shape over minutes is not noise), provided its amplitude is
+//!      within [`PPG_AMPLITUDE_RANGE`] of the median of those beats. Smooth noise bumps look
+//!      alike, so a PPG beat must match the recording's pulse, not merely another bump.
+//!    * ECG: its score is the correlation with the second-best matching beat among its
+//!      [`NEIGHBOURS`] neighbours on each side whose amplitude is within a factor of 2 of its
+//!      own, or, if higher, its correlation with the mean template of its morphology (beats
+//!      are grouped greedily, in time order, into at most [`MAX_MORPHOLOGIES`] shapes; a
+//!      shape counts once it has 3 beats): premature ventricular beats, in runs or isolated,
+//!      match their own kind instead of failing against the sinus template, while noise,
+//!      which does not repeat, matches nothing.
 //!    A beat is clean when its score is at least the modality's threshold
 //!    ([`ECG_BEAT_THRESHOLD`], [`PPG_BEAT_THRESHOLD`]) and no artefact segment overlaps it.
 //! 3. **Clean signal**: an RR interval is clean when both its beats are and it lies in
@@ -49,12 +53,12 @@ use crate::rr::{MAX_RR_MS, MIN_RR_MS};
 
 /// Length of an artefact segment, s.
 pub const SEGMENT_S: f64 = 2.0;
-/// Neighbouring beats on each side a beat is compared with.
+/// ECG: neighbouring beats on each side a beat is compared with.
 pub const NEIGHBOURS: usize = 8;
-/// Minimum shape correlation of a clean ECG beat with its second-best neighbour.
+/// Minimum shape score of a clean ECG beat.
 pub const ECG_BEAT_THRESHOLD: f64 = 0.80;
-/// Minimum shape correlation of a clean PPG beat with its second-best neighbour (the
-/// Orphanidou threshold).
+/// Minimum correlation of a clean PPG beat with its local template (the Orphanidou
+/// threshold).
 pub const PPG_BEAT_THRESHOLD: f64 = 0.86;
 /// Shortest run of identical extreme samples that is clipping, s.
 pub const CLIP_RUN_S: f64 = 0.2;
@@ -153,7 +157,8 @@ pub struct QualitySummary {
 /// Per-beat and per-segment quality of one recording.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct QualityAssessment {
-    /// Shape score of each beat (correlation with its second-best neighbour), `-1..=1`.
+    /// Shape score of each beat (see the module docs), `-1..=1`; -1 where it could not be
+    /// scored (too near the ends, zero amplitude, implausible amplitude for PPG).
     pub beat_scores: Vec<f64>,
     /// Whether each beat is clean.
     pub clean_beats: Vec<bool>,
