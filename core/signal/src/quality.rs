@@ -35,6 +35,7 @@
 //!      shape counts once it has 3 beats): premature ventricular beats, in runs or isolated,
 //!      match their own kind instead of failing against the sinus template, while noise,
 //!      which does not repeat, matches nothing.
+//!
 //!    A beat is clean when its score is at least the modality's threshold
 //!    ([`ECG_BEAT_THRESHOLD`], [`PPG_BEAT_THRESHOLD`]) and no artefact segment overlaps it.
 //! 3. **Clean signal**: an RR interval is clean when both its beats are and it lies in
