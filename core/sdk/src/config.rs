@@ -251,10 +251,7 @@ impl Config {
     /// Checks the settings that open would otherwise trip over later.
     pub(crate) fn validate(&self) -> Result<()> {
         let unit = |x: f64| x.is_finite() && (0.0..=1.0).contains(&x);
-        if !unit(self.cardiac_quality.min_usable_fraction)
-            || !self.cardiac_quality.is_valid()
-            || !unit(self.accel_sqi_threshold)
-        {
+        if !self.cardiac_quality.is_valid() || !unit(self.accel_sqi_threshold) {
             return Err(EngineError::InvalidConfig(
                 "quality thresholds must be within 0..=1",
             ));

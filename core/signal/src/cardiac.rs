@@ -39,7 +39,8 @@ pub struct CardiacAnalysis {
     /// Whether each beat of `peaks` is clean (features use clean beats only).
     pub clean_beats: Vec<bool>,
     /// Raw RR and corrected NN intervals with artifact flags; intervals that are not
-    /// clean are dropped from the NN series (flagged artifact), never bridged.
+    /// clean are dropped from the NN series (flagged [`crate::RrFlag::Unclean`]), never
+    /// bridged.
     pub rr: RrSeries,
     /// Artifact counts (also inside `rr`, repeated for readers of the summary).
     pub artifacts: ArtifactCounts,
@@ -168,7 +169,11 @@ impl CardiacAnalyzer {
             let lo = peaks.partition_point(|&p| p < start);
             let hi = peaks.partition_point(|&p| p < end);
             let summary = qa.summary(&peaks, lo, hi, start, end);
-            let clean = &qa.clean_intervals[lo.min(hi.saturating_sub(1))..hi.saturating_sub(1)];
+            // The intervals between the window's beats (none when it holds fewer than two).
+            let clean = qa
+                .clean_intervals
+                .get(lo..hi.saturating_sub(1))
+                .unwrap_or(&[]);
             let rr = rr_from_clean_peaks(&peaks[lo..hi], clean, fs);
             let (features, _) = cardiac_features(&summary, &rr);
             windows.push(WindowResult {
