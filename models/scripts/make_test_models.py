@@ -3,7 +3,13 @@
 
 Each model is what a real exporter produces for a model family an app developer would ship:
 
-* ``mlp16.onnx``          scikit-learn MLPClassifier on 16 features (skl2onnx, ``zipmap=False``).
+* ``mlp16.onnx``          scikit-learn MLPClassifier on 16 features (skl2onnx, ``zipmap=False``):
+                          outputs ``label`` (ArgMax, ArrayFeatureExtractor, Reshape, Cast) and
+                          ``probabilities``.
+* ``mlp_multi.onnx``      MLPClassifier, 3 classes (Softmax; the same label branch).
+* ``logreg.onnx``         LogisticRegression, binary (``LinearClassifier``, LOGISTIC), ``zipmap=False``.
+* ``logreg_multi.onnx``   LogisticRegression, 3 classes (``LinearClassifier`` SOFTMAX + ``Normalizer``).
+* ``scaler_logreg.onnx``  StandardScaler + LogisticRegression pipeline (``Scaler``), ``zipmap=False``.
 * ``gbdt200_binary.onnx`` scikit-learn GradientBoostingClassifier, 200 trees, binary: the
                           single-score TreeEnsembleClassifier (one ``base_values`` entry for two
                           class labels) that tract rejects unless the loader rewrites it.
@@ -21,10 +27,12 @@ Each model is what a real exporter produces for a model family an app developer 
                           with weights of both signs; ``_softmax_zero`` without base values,
                           ``_logistic`` with three, ``_none`` raw sums: no exporter writes these,
                           they pin ONNX Runtime's semantics for the SDK's native tree evaluator.
-* ``zipmap.onnx``         a LogisticRegression exported with the default ZipMap output (a
-                          sequence of maps), which the SDK refuses by operator name.
-* ``gbdt_regressor.onnx`` a GradientBoostingRegressor (TreeEnsembleRegressor), also refused by
-                          operator name: tract 0.23 has no implementation of it.
+* ``zipmap.onnx``         a LogisticRegression exported with skl2onnx's defaults: ``output_label``
+                          and the ZipMap output (a sequence of maps), which the SDK refuses by
+                          operator name when it is requested.
+* ``gbdt_regressor.onnx`` a GradientBoostingRegressor (TreeEnsembleRegressor, which tract 0.23
+                          lacks: the SDK's native tree evaluator runs it).
+* ``rf_regressor.onnx``   RandomForestRegressor, 30 trees (TreeEnsembleRegressor).
 
 Every classifier has a dynamic batch dimension, as skl2onnx writes it. ``index.json`` lists the
 models with their input shape (batch 1) and the output the tests compare.
@@ -39,9 +47,16 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 from skl2onnx import to_onnx
-from sklearn.ensemble import GradientBoostingClassifier, GradientBoostingRegressor, RandomForestClassifier
+from sklearn.ensemble import (
+    GradientBoostingClassifier,
+    GradientBoostingRegressor,
+    RandomForestClassifier,
+    RandomForestRegressor,
+)
 from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 # ai.onnx.ml opset 3: TreeEnsembleClassifier/Regressor. Opset 5 would emit the new `TreeEnsemble`
 # operator, which neither tract 0.23 nor older runtimes implement.
@@ -63,7 +78,9 @@ def tabular(seed: int, n: int = 2000, classes: int = 2):
 
 def sk(model, x, zipmap=False) -> onnx.ModelProto:
     is_classifier = hasattr(model, "classes_")
-    options = {id(model): {"zipmap": False}} if is_classifier and not zipmap else None
+    # A pipeline's options are keyed by its final estimator.
+    final = model.steps[-1][1] if hasattr(model, "steps") else model
+    options = {id(final): {"zipmap": False}} if is_classifier and not zipmap else None
     return to_onnx(model, x[:1], options=options, target_opset=OPSETS)
 
 
@@ -242,6 +259,22 @@ def build(out: Path) -> list[dict]:
 
     gbr = GradientBoostingRegressor(n_estimators=20, max_depth=3, random_state=0).fit(x, x[:, 0] * 2.0)
     save("gbdt_regressor", sk(gbr, x), [1, N_FEATURES], "variable", "GradientBoostingRegressor (TreeEnsembleRegressor)")
+
+    mlpm = MLPClassifier(hidden_layer_sizes=(32,), max_iter=600, random_state=0).fit(xm, ym)
+    save("mlp_multi", sk(mlpm, xm), [1, N_FEATURES], "probabilities", "MLPClassifier 16-32-3")
+
+    save("logreg", sk(lr, x), [1, N_FEATURES], "probabilities", "LogisticRegression binary")
+
+    lrm = LogisticRegression(max_iter=500).fit(xm, ym)
+    save("logreg_multi", sk(lrm, xm), [1, N_FEATURES], "probabilities", "LogisticRegression 3 classes")
+
+    # Features on scales far from 1, as raw health features are: the scaler matters.
+    xs = x * np.linspace(0.5, 40.0, N_FEATURES, dtype=np.float32) + np.linspace(-5.0, 60.0, N_FEATURES, dtype=np.float32)
+    pipe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(xs, y)
+    save("scaler_logreg", sk(pipe, xs), [1, N_FEATURES], "probabilities", "StandardScaler + LogisticRegression")
+
+    rfr = RandomForestRegressor(n_estimators=30, max_depth=6, random_state=0).fit(x, x[:, 0] - 0.5 * x[:, 1] ** 2)
+    save("rf_regressor", sk(rfr, x), [1, N_FEATURES], "variable", "RandomForestRegressor, 30 trees")
 
     (out / "index.json").write_text(json.dumps(models, indent=2))
     return models

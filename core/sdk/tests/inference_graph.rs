@@ -36,12 +36,25 @@ fn cnn_and_mlp_run_on_the_native_graph_evaluator() {
     let mlp = model_bytes("mlp16");
     let probabilities = OnnxModel::load(&mlp, &[1, 16], Some(&["probabilities"])).expect("loads");
     assert_eq!(probabilities.backend(), Backend::NativeGraph);
-    // Its integer label branch (ArgMax, ArrayFeatureExtractor) is not covered: with every
-    // output requested the model stays on tract, as it does for a batch other than 1.
+    // Its integer label branch (ArgMax, ArrayFeatureExtractor, Reshape, Cast) is native too,
+    // and so is any batch size.
     let all = OnnxModel::load(&mlp, &[1, 16], None).expect("loads");
-    assert_eq!(all.backend(), Backend::Tract);
+    assert_eq!(all.backend(), Backend::NativeGraph);
+    assert_eq!(all.outputs()[0].name, "label");
+    assert_eq!(all.outputs()[0].datum_type, "I64");
+    assert_eq!(all.outputs()[0].shape, ["1"]);
     let batched = OnnxModel::load(&mlp, &[8, 16], Some(&["probabilities"])).expect("loads");
-    assert_eq!(batched.backend(), Backend::Tract);
+    assert_eq!(batched.backend(), Backend::NativeGraph);
+    let cnn = OnnxModel::load(&bytes, &[4, 1, 1920], None).expect("loads");
+    assert_eq!(cnn.backend(), Backend::NativeGraph);
+    assert_eq!(cnn.outputs()[0].shape, ["4", "2"]);
+}
+
+/// A batch of CNN windows: each element convolved on its own, as ONNX Runtime does.
+#[test]
+fn batched_cnn_matches_onnx_runtime_and_tract() {
+    let (name, _) = CNN;
+    parity(name, &[4, 1, 1920], 40, 1.0);
 }
 
 /// What `make test-kernels` forces, printed so a run's log says what it covered: our kernel

@@ -2,9 +2,12 @@
 //! serves and refuses, checked in that build by `make test-no-tract` and in the default build
 //! by `cargo test --all-features`, each asserting its own side:
 //!
-//! * every tree-ensemble classifier the trainer exports loads on the native tree evaluator in
-//!   both builds and matches ONNX Runtime, and so do the 1-D CNN and the MLP (their float
-//!   outputs) on the native graph evaluator;
+//! * every tree ensemble the trainer exports (classifiers and regressors) loads on the native
+//!   tree evaluator in both builds and matches ONNX Runtime, and so do the 1-D CNN, the MLPs and
+//!   scikit-learn's linear models (with a `StandardScaler` too) on the native graph evaluator,
+//!   every output of skl2onnx's export (labels too) at batch sizes 1 and 8;
+//! * skl2onnx's default `ZipMap` output is refused by operator name in both builds, its label
+//!   output of the same file served natively;
 //! * any other model goes to tract with it, and without it is refused at load with
 //!   `InferenceError::NeedsTract` naming the operators (expected lists read off the files with
 //!   the `onnx` package), which `inspect` reports too;
@@ -36,6 +39,9 @@ enum Serves {
     Trees,
     /// The native graph evaluator, in both builds.
     Graph,
+    /// Refused in both builds for its index output, by operator (a `ZipMap`'s sequence of
+    /// maps).
+    Refused,
     /// tract only: without it, refused naming these operators.
     Tract(&'static [&'static str]),
 }
@@ -50,14 +56,16 @@ const MODELS: &[(&str, Serves)] = &[
     ("trees_modes_softmax_zero", Serves::Trees),
     ("trees_modes_logistic", Serves::Trees),
     ("trees_modes_none", Serves::Trees),
+    ("gbdt_regressor", Serves::Trees),
+    ("rf_regressor", Serves::Trees),
     ("mlp16", Serves::Graph),
+    ("mlp_multi", Serves::Graph),
+    ("logreg", Serves::Graph),
+    ("logreg_multi", Serves::Graph),
+    ("scaler_logreg", Serves::Graph),
     ("cnn1d", Serves::Graph),
     ("dense_clip", Serves::Tract(&["Clip"])),
-    ("zipmap", Serves::Tract(&["ai.onnx.ml:LinearClassifier"])),
-    (
-        "gbdt_regressor",
-        Serves::Tract(&["ai.onnx.ml:TreeEnsembleRegressor"]),
-    ),
+    ("zipmap", Serves::Refused),
 ];
 
 struct Entry {
@@ -95,7 +103,7 @@ fn serves(name: &str) -> Serves {
 fn expected_operators(name: &str) -> Option<BTreeSet<String>> {
     match serves(name) {
         Serves::Tract(ops) => Some(ops.iter().map(|s| (*s).to_owned()).collect()),
-        Serves::Trees | Serves::Graph => None,
+        Serves::Trees | Serves::Graph | Serves::Refused => None,
     }
 }
 
@@ -110,27 +118,68 @@ fn every_test_model_is_classified() {
 fn tree_ensembles_run_natively_and_match_onnx_runtime() {
     assert_eq!(
         native_models_match_onnx_runtime(Serves::Trees),
-        7,
-        "the seven tree classifiers"
+        9,
+        "the seven tree classifiers and the two regressors"
     );
 }
 
 #[test]
-fn the_cnn_and_the_mlp_run_natively_and_match_onnx_runtime() {
+fn cnn_mlps_and_linear_models_run_natively_and_match_onnx_runtime() {
     assert_eq!(
         native_models_match_onnx_runtime(Serves::Graph),
-        2,
-        "cnn1d and mlp16"
+        6,
+        "cnn1d, the two MLPs, the three logistic regressions"
     );
 }
 
-/// Loads every test model `kind` serves for its index output, checks it runs there and matches
-/// ONNX Runtime on 50 random inputs; returns how many it checked.
+/// What the issue names, as skl2onnx exports it (`label` + `probabilities`, or a regressor's
+/// `variable`), with every output requested: native in both builds, at batch 1 and 8.
+#[test]
+fn default_scikit_learn_exports_run_natively_with_their_labels() {
+    for (name, backend) in [
+        ("mlp16", Backend::NativeGraph),
+        ("logreg", Backend::NativeGraph),
+        ("scaler_logreg", Backend::NativeGraph),
+        ("gbdt_regressor", Backend::NativeTrees),
+        ("rf_regressor", Backend::NativeTrees),
+    ] {
+        for batch in [1, 8] {
+            let model = OnnxModel::load(&model_bytes(name), &[batch, 16], None)
+                .unwrap_or_else(|e| panic!("{name} at batch {batch}: {e}"));
+            assert_eq!(model.backend(), backend, "{name} at batch {batch}");
+        }
+    }
+    let mlp = OnnxModel::load(&model_bytes("mlp16"), &[1, 16], None).expect("loads");
+    let outputs: Vec<(&str, &str)> = mlp
+        .outputs()
+        .iter()
+        .map(|o| (o.name.as_str(), o.datum_type.as_str()))
+        .collect();
+    assert_eq!(outputs, [("label", "I64"), ("probabilities", "F32")]);
+}
+
+/// Rows of random inputs for a test model: standard normal times `scale`, or, after a
+/// `Scaler`, around the training data's mean at its spread (the scaler's own constants), so
+/// that the classes are all reached.
+fn inputs(bytes: &[u8], rng: &mut Rng, len: usize, scale: f32) -> Vec<f32> {
+    let offset = support::float_attribute(bytes, "Scaler", "offset");
+    let spread = support::float_attribute(bytes, "Scaler", "scale");
+    if offset.is_empty() {
+        return rng.vec(len, scale);
+    }
+    (0..len)
+        .map(|i| offset[i % offset.len()] + rng.normal(scale) / spread[i % spread.len()])
+        .collect()
+}
+
+/// Loads every test model `kind` serves, at batch 1 and 8, for its index output and with every
+/// output, checks it runs there and matches ONNX Runtime on random inputs, labels included
+/// (see [`labels_match`]); returns how many models it checked.
 fn native_models_match_onnx_runtime(kind: Serves) -> usize {
     let backend = match kind {
         Serves::Trees => Backend::NativeTrees,
         Serves::Graph => Backend::NativeGraph,
-        Serves::Tract(_) => unreachable!("only native kinds are checked here"),
+        Serves::Tract(_) | Serves::Refused => unreachable!("only native kinds are checked here"),
     };
     let mut checked = 0;
     for e in index() {
@@ -138,36 +187,124 @@ fn native_models_match_onnx_runtime(kind: Serves) -> usize {
             continue;
         }
         let bytes = model_bytes(&e.name);
-        let model = OnnxModel::load(&bytes, &e.input_shape, Some(&[e.output.as_str()]))
-            .unwrap_or_else(|err| panic!("{} loads: {err}", e.name));
-        assert_eq!(model.backend(), backend, "{}", e.name);
-        if kind == Serves::Trees {
-            // With every output (labels too) the tree evaluator still serves it. The MLP's
-            // integer label branch is not native: `inspect` names it in a tract-less build.
-            let facts = inspect(&bytes).expect("inspects");
-            assert!(facts.unsupported_operators.is_empty(), "{}", e.name);
-        }
-
+        // With every output (labels too) the native evaluator still serves it.
+        let facts = inspect(&bytes).expect("inspects");
+        assert!(facts.unsupported_operators.is_empty(), "{}", e.name);
         let mut ort = OrtRef::new(&bytes);
-        let mut tolerance = Tolerance::new(&bytes, &e.input_shape, &e.output);
-        let mut rng = Rng::new(0x7ee5 ^ e.name.len() as u64);
-        let len: usize = e.input_shape.iter().product();
-        let mut ours = Vec::new();
-        for _ in 0..50 {
-            let input = rng.vec(len, 2.0);
-            model.run_into(&input, 0, &mut ours).expect("runs");
-            let reference = ort.run(&e.input_shape, &input, &e.output);
-            assert_eq!(ours.len(), reference.len(), "{}", e.name);
-            let bound = tolerance.bound(&e.input_shape, &input, &ours, &reference);
-            assert!(
-                excess(&ours, &reference, &bound) <= 1.0,
-                "{}: {ours:?} vs {reference:?}, bound {bound:?}",
-                e.name
-            );
+        for batch in [1, 8] {
+            let mut shape = e.input_shape.clone();
+            shape[0] = batch;
+            let single = OnnxModel::load(&bytes, &shape, Some(&[e.output.as_str()]))
+                .unwrap_or_else(|err| panic!("{} loads: {err}", e.name));
+            let all = OnnxModel::load(&bytes, &shape, None)
+                .unwrap_or_else(|err| panic!("{} loads with every output: {err}", e.name));
+            for model in [&single, &all] {
+                assert_eq!(model.backend(), backend, "{} at batch {batch}", e.name);
+            }
+            let out = all.output_index(&e.output).expect("index output");
+            let label = all.output_index("label");
+            let mut tolerance = Tolerance::new(&bytes, &shape, &e.output);
+            let mut rng = Rng::new(0x7ee5 ^ e.name.len() as u64);
+            let len: usize = shape.iter().product();
+            let (mut ours, mut again) = (Vec::new(), Vec::new());
+            let (mut compared, mut classes) = (0, BTreeSet::new());
+            for _ in 0..50 {
+                let input = inputs(&bytes, &mut rng, len, 2.0);
+                single.run_into(&input, 0, &mut ours).expect("runs");
+                all.run_into(&input, out, &mut again).expect("runs");
+                assert_eq!(
+                    ours, again,
+                    "{}: one output or all, the same values",
+                    e.name
+                );
+                let reference = ort.run(&shape, &input, &e.output);
+                assert_eq!(ours.len(), reference.len(), "{}", e.name);
+                let bound = tolerance.bound(&shape, &input, &ours, &reference);
+                assert!(
+                    excess(&ours, &reference, &bound) <= 1.0,
+                    "{} at batch {batch}: {ours:?} vs {reference:?}, bound {bound:?}",
+                    e.name
+                );
+                if let Some(label) = label {
+                    let got = all.run_labels(&input, label).expect("labels run");
+                    let want = ort.run_labels(&shape, &input, "label");
+                    compared += labels_match(&e.name, &got, &want, &reference, &bound);
+                    classes.extend(want);
+                }
+            }
+            if label.is_some() {
+                // Most rows are decided clearly, and more than one class is reached: a test
+                // that compares nothing, or one constant label, would pass anything.
+                assert!(
+                    compared >= 45 * batch,
+                    "{}: {compared} rows compared",
+                    e.name
+                );
+                assert!(classes.len() >= 2, "{}: classes {classes:?}", e.name);
+            }
         }
         checked += 1;
     }
     checked
+}
+
+/// Our labels against ONNX Runtime's, row by row, where its two largest scores are further
+/// apart than the two bounds on their difference from ours (nearer, float32 rounding may
+/// order them either way in either runtime); returns the rows compared.
+fn labels_match(name: &str, ours: &[i64], theirs: &[i64], scores: &[f32], bound: &[f64]) -> usize {
+    assert_eq!(ours.len(), theirs.len(), "{name}: one label per row");
+    let cols = scores.len() / theirs.len();
+    let mut compared = 0;
+    for (row, (a, b)) in ours.iter().zip(theirs).enumerate() {
+        let s = &scores[row * cols..(row + 1) * cols];
+        let t = &bound[row * cols..(row + 1) * cols];
+        let mut order: Vec<usize> = (0..cols).collect();
+        order.sort_by(|&i, &j| s[j].total_cmp(&s[i]));
+        let (first, second) = (order[0], order[1]);
+        if f64::from(s[first] - s[second]) > t[first] + t[second] {
+            assert_eq!(a, b, "{name}: row {row}, scores {s:?}");
+            compared += 1;
+        }
+    }
+    compared
+}
+
+/// skl2onnx's default export keeps its `ZipMap`: asked for, it is refused by operator name in
+/// both builds; its label output loads natively and gives ONNX Runtime's labels.
+#[test]
+fn a_zipmap_output_is_refused_by_name_and_the_label_output_served() {
+    let bytes = model_bytes("zipmap");
+    for outputs in [None, Some(&["output_probability"][..])] {
+        assert_eq!(
+            OnnxModel::load(&bytes, &[1, 16], outputs).unwrap_err(),
+            InferenceError::UnsupportedOperators(vec!["ai.onnx.ml:ZipMap".into()])
+        );
+    }
+    let facts = inspect(&bytes).expect("inspects");
+    assert_eq!(facts.unsupported_operators, ["ai.onnx.ml:ZipMap"]);
+    let model = OnnxModel::load(&bytes, &[4, 16], Some(&["output_label"])).expect("loads");
+    assert_eq!(model.backend(), Backend::NativeGraph);
+    // `logreg` is the same fitted model exported without the ZipMap: its probabilities say
+    // which rows are decided clearly, and its labels are computed the same way.
+    let plain_bytes = model_bytes("logreg");
+    let plain = OnnxModel::load(&plain_bytes, &[4, 16], None).expect("loads");
+    let plain_label = plain.output_index("label").expect("label output");
+    let mut tolerance = Tolerance::new(&plain_bytes, &[4, 16], "probabilities");
+    let (mut ort, mut ort_plain) = (OrtRef::new(&bytes), OrtRef::new(&plain_bytes));
+    let mut rng = Rng::new(5);
+    let (mut compared, mut classes) = (0, BTreeSet::new());
+    for _ in 0..50 {
+        let input = rng.vec(64, 2.0);
+        let want = ort.run_labels(&[4, 16], &input, "output_label");
+        let probabilities = ort_plain.run(&[4, 16], &input, "probabilities");
+        let bound = tolerance.bound(&[4, 16], &input, &probabilities, &probabilities);
+        let got = model.run_labels(&input, 0).expect("runs");
+        compared += labels_match("zipmap", &got, &want, &probabilities, &bound);
+        assert_eq!(plain.run_labels(&input, plain_label).expect("runs"), got);
+        classes.extend(want);
+    }
+    assert!(compared >= 180, "{compared} rows compared");
+    assert!(classes.len() >= 2, "{classes:?}");
 }
 
 #[test]
@@ -328,6 +465,13 @@ fn load_or_typed_error(bytes: &[u8]) {
     // must also run, and give an output.
     if let Ok(model) = OnnxModel::load(bytes, &[1, 16], None) {
         let input = [0.5f32; 16];
+        for (i, o) in model.outputs().iter().enumerate() {
+            if o.datum_type == "I64" {
+                model.run_labels(&input, i).unwrap_or_else(|e| {
+                    panic!("label output {i} of a loaded model does not run: {e}")
+                });
+            }
+        }
         let all = model.run_all(&input).unwrap_or_else(|e| {
             panic!(
                 "a model that loaded ({:?}) does not run: {e}",
@@ -364,6 +508,10 @@ const FUZZ_BASES: &[&str] = &[
     "mlp16",
     "dense_clip",
     "zipmap",
+    "mlp_multi",
+    "logreg_multi",
+    "scaler_logreg",
+    "rf_regressor",
 ];
 
 /// One edit of a valid model's bytes.

@@ -57,13 +57,15 @@ pub enum Backend {
     /// tract's optimized plan (every model that is not served natively; only in builds with
     /// the `tract` feature).
     Tract,
-    /// The SDK's own evaluator for a graph whose work is one ONNX-ML `TreeEnsembleClassifier`:
-    /// flat node tables built once at load, ONNX Runtime's semantics, no allocation per
-    /// prediction.
+    /// The SDK's own evaluator for a graph whose work is one ONNX-ML `TreeEnsembleClassifier`
+    /// or `TreeEnsembleRegressor`: flat node tables built once at load, ONNX Runtime's
+    /// semantics, no allocation per prediction.
     NativeTrees,
     /// The SDK's own evaluator for small feed-forward float graphs (1-D convolutions, dense
-    /// layers, pooling, activations, softmax): direct convolution kernels with weights packed
-    /// once at load, buffers sized at load, no allocation per prediction.
+    /// layers, pooling, activations, softmax, scikit-learn's `LinearClassifier`, `Scaler` and
+    /// `Normalizer`) and their label branch (`ArgMax`, `ArrayFeatureExtractor`): direct
+    /// convolution kernels with weights packed once at load, buffers sized at load, no
+    /// allocation per prediction.
     NativeGraph,
 }
 
@@ -285,6 +287,10 @@ fn inspect_general(
         .into_iter()
         .map(str::to_owned)
         .collect();
+    // What the native evaluators serve loads whatever tract lacks (a `Scaler`, a regressor).
+    if native_at_declared_width(ours, inputs).unwrap_or(false) {
+        return Ok((Vec::new(), rewrites));
+    }
     let unsupported_operators = unsupported(&proto);
     if unsupported_operators.is_empty() {
         // Parsing proves the graph is well-formed for tract beyond the operator names. A tree
@@ -361,13 +367,42 @@ fn needs_tract(proto: &pb::ModelProto) -> Vec<String> {
     }
 }
 
+/// A requested output a `ZipMap` produces (skl2onnx's default probability output, a sequence
+/// of maps) is refused by its operator in every build: outputs are tensors here, named as the
+/// file names them, and a map under that name would not be what ONNX Runtime returns for it.
+/// The probabilities are the `ZipMap`'s input (exported as an output with `zipmap=False`); the
+/// label output of the same file loads.
+fn refuse_zipmap(proto: &pb::ModelProto, outputs: Option<&[&str]>) -> Result<(), InferenceError> {
+    let Some(graph) = proto.graph.as_ref() else {
+        return Ok(());
+    };
+    let requested = |name: &str| {
+        outputs.map_or_else(
+            || graph.output.iter().any(|o| o.name == name),
+            |names| names.contains(&name),
+        )
+    };
+    let zipmap = graph
+        .node
+        .iter()
+        .any(|n| n.op_type == "ZipMap" && n.output.iter().any(|o| requested(o.as_str())));
+    if zipmap {
+        return Err(InferenceError::UnsupportedOperators(vec![
+            "ai.onnx.ml:ZipMap".to_owned(),
+        ]));
+    }
+    Ok(())
+}
+
 impl OnnxModel {
     /// Loads an ONNX model from bytes with its single input pinned to `input_shape` (f32), and
-    /// prepares it once: a graph whose work is one tree-ensemble classifier in a form the native
-    /// evaluator covers runs on it ([`Backend::NativeTrees`]); a small feed-forward float graph
-    /// (1-D CNN, MLP) whose every needed operator the graph evaluator covers runs on that
-    /// ([`Backend::NativeGraph`]); anything else on tract's optimized plan. A build without the
-    /// `tract` feature refuses anything else with [`InferenceError::NeedsTract`].
+    /// prepares it once: a graph whose work is one tree ensemble in a form the native evaluator
+    /// covers runs on it ([`Backend::NativeTrees`]); a small feed-forward graph (1-D CNN, MLP,
+    /// scikit-learn's linear models and scalers, with their integer label outputs) whose every
+    /// needed operator the graph evaluator covers runs on that ([`Backend::NativeGraph`]), at
+    /// any batch size; anything else on tract's optimized plan. A build without the `tract`
+    /// feature refuses anything else with [`InferenceError::NeedsTract`]. A requested `ZipMap`
+    /// output is refused in every build with [`InferenceError::UnsupportedOperators`].
     ///
     /// `outputs`, when given, keeps only those graph outputs (by ONNX name), so work feeding
     /// outputs nobody reads (a classifier's label branch) is pruned from the plan.
@@ -378,6 +413,7 @@ impl OnnxModel {
     ) -> Result<Self, InferenceError> {
         let proto = pb::decode(bytes)?;
         check_declared_shape(&proto, input_shape)?;
+        refuse_zipmap(&proto, outputs)?;
         if let Some(plan) = trees::plan(&proto, input_shape, outputs)? {
             return Ok(Self::native(plan, input_shape));
         }
@@ -486,7 +522,7 @@ impl OnnxModel {
                     datum_type: "I64".to_owned(),
                     shape: dims(&[batch]),
                 },
-                Port::Probabilities => TensorInfo {
+                Port::Scores => TensorInfo {
                     name: name.clone(),
                     datum_type: "F32".to_owned(),
                     shape: dims(&[batch, plan.trees.n_classes()]),
@@ -521,10 +557,10 @@ impl OnnxModel {
             outputs: plan
                 .outputs
                 .iter()
-                .map(|(name, shape)| TensorInfo {
-                    name: name.clone(),
-                    datum_type: "F32".to_owned(),
-                    shape: dims(shape),
+                .map(|o| TensorInfo {
+                    name: o.name.clone(),
+                    datum_type: if o.labels { "I64" } else { "F32" }.to_owned(),
+                    shape: dims(&o.shape),
                 })
                 .collect(),
             exec: Exec::Graph(plan.graph),
@@ -581,7 +617,7 @@ impl OnnxModel {
             Exec::Trees { trees, ports } => {
                 self.check_len(input)?;
                 match ports.get(output) {
-                    Some(Port::Probabilities) => {
+                    Some(Port::Scores) => {
                         self.run_trees(trees, input, out, None);
                         Ok(())
                     }
@@ -591,10 +627,13 @@ impl OnnxModel {
             }
             Exec::Graph(graph) => {
                 self.check_len(input)?;
-                if graph.run_into(input, output, out) {
-                    Ok(())
-                } else {
-                    Err(InferenceError::UnknownOutput(format!("#{output}")))
+                match graph.is_labels(output) {
+                    Some(false) => {
+                        graph.run_into(input, output, out);
+                        Ok(())
+                    }
+                    Some(true) => Err(InferenceError::OutputType(self.output_name(output))),
+                    None => Err(InferenceError::UnknownOutput(format!("#{output}"))),
                 }
             }
             #[cfg(feature = "tract")]
@@ -639,7 +678,7 @@ impl OnnxModel {
                 Ok(ports
                     .iter()
                     .map(|p| match p {
-                        Port::Probabilities => scores.clone(),
+                        Port::Scores => scores.clone(),
                         Port::Label => Vec::new(),
                     })
                     .collect())
@@ -688,18 +727,22 @@ impl OnnxModel {
                         self.run_trees(trees, input, &mut scores, Some(&mut labels));
                         Ok(labels)
                     }
-                    Some(Port::Probabilities) => {
-                        Err(InferenceError::OutputType(self.output_name(output)))
-                    }
+                    Some(Port::Scores) => Err(InferenceError::OutputType(self.output_name(output))),
                     None => Err(InferenceError::UnknownOutput(self.output_name(output))),
                 }
             }
-            // Every output of the native graph is a float tensor.
-            Exec::Graph(graph) => Err(if output < graph.n_outputs() {
-                InferenceError::OutputType(self.output_name(output))
-            } else {
-                InferenceError::UnknownOutput(self.output_name(output))
-            }),
+            Exec::Graph(graph) => {
+                self.check_len(input)?;
+                let mut labels = Vec::new();
+                match graph.is_labels(output) {
+                    Some(true) => {
+                        graph.run_labels(input, output, &mut labels);
+                        Ok(labels)
+                    }
+                    Some(false) => Err(InferenceError::OutputType(self.output_name(output))),
+                    None => Err(InferenceError::UnknownOutput(self.output_name(output))),
+                }
+            }
             #[cfg(feature = "tract")]
             Exec::Tract { plan, pool } => self.tract_labels(plan, pool, input, output),
         }

@@ -78,6 +78,11 @@ pub(crate) const NATIVE_OPERATORS: &[&str] = &[
     "Softmax",
     "Concat",
     "Cast",
+    "ArgMax",
+    "ArrayFeatureExtractor",
+    "LinearClassifier",
+    "Scaler",
+    "Normalizer",
 ];
 
 /// Why a graph is not served natively.
@@ -279,13 +284,14 @@ enum Kind {
     Pool(Pool),
     GlobalPool {
         src: Src,
+        /// Per batch element when `nwc`, else batch times channels (rows of `spatial`).
         channels: usize,
         spatial: usize,
         max: bool,
-        /// The input is channels-last.
+        /// The input is channels-last (`[batch][spatial][channels]`).
         nwc: bool,
     },
-    /// Channels-last `[len][channels]` to ONNX's `[channels][len]`.
+    /// Channels-last `[batch][len][channels]` to ONNX's `[batch][channels][len]`.
     ToNcw {
         src: Src,
         channels: usize,
@@ -303,10 +309,31 @@ enum Kind {
         src: Src,
         cols: usize,
     },
+    /// ONNX-ML `Scaler`: `(x - offset[j]) * scale[j]` per column `j`.
+    Scale {
+        src: Src,
+        cols: usize,
+        offset: Vec<f32>,
+        scale: Vec<f32>,
+    },
+    /// ONNX-ML `Normalizer`, per row of `cols`.
+    Normalize {
+        src: Src,
+        cols: usize,
+        norm: Norm,
+    },
     Concat {
         outer: usize,
         parts: Vec<(Src, usize)>,
     },
+}
+
+/// The norms of ONNX-ML's `Normalizer`.
+#[derive(Debug, Clone, Copy)]
+enum Norm {
+    Max,
+    L1,
+    L2,
 }
 
 #[derive(Debug)]
@@ -322,11 +349,20 @@ pub(crate) struct NativeGraph {
     steps: Vec<Step>,
     consts: Vec<Vec<f32>>,
     buf_sizes: Vec<usize>,
-    /// Buffer of each requested output, in order.
-    outputs: Vec<usize>,
+    /// Each requested output, in order.
+    outputs: Vec<Out>,
     /// Use the AVX2 + FMA copy of the kernels (x86_64, detected at load).
     fma: bool,
     pool: Mutex<Vec<Vec<Vec<f32>>>>,
+}
+
+/// Where a requested output's values come from.
+#[derive(Debug)]
+enum Out {
+    /// A float buffer.
+    Float(usize),
+    /// Integer labels, decided from their scores when read.
+    Labels(Labels),
 }
 
 /// What the loader needs to serve a graph natively.
@@ -335,8 +371,18 @@ pub(crate) struct GraphPlan {
     pub(crate) graph: NativeGraph,
     /// Name of the graph input.
     pub(crate) input: String,
-    /// Requested outputs in order: ONNX name and shape.
-    pub(crate) outputs: Vec<(String, Vec<usize>)>,
+    /// Requested outputs in order.
+    pub(crate) outputs: Vec<OutputFact>,
+}
+
+/// One requested output as the plan computes it.
+#[derive(Debug)]
+pub(crate) struct OutputFact {
+    /// ONNX name.
+    pub(crate) name: String,
+    pub(crate) shape: Vec<usize>,
+    /// An integer (i64) tensor of labels, not a float one.
+    pub(crate) labels: bool,
 }
 
 fn attr<'a>(node: &'a NodeProto, name: &str) -> Option<&'a AttributeProto> {
@@ -442,6 +488,36 @@ fn int_tensor(t: &TensorProto) -> Built<Vec<i64>> {
     Ok(data)
 }
 
+/// Reads an integer initializer of class labels: int64, or the int32 skl2onnx writes for an
+/// MLP's classes.
+fn label_table(t: &TensorProto) -> Built<Vec<i64>> {
+    // TensorProto.DataType.INT32 = 6.
+    if t.data_type != 6 {
+        return int_tensor(t);
+    }
+    if t.data_location == 1 {
+        return Err(Stop::Fallback);
+    }
+    let n = element_count(&dims_of(t)?)?;
+    if !t.raw_data.is_empty() {
+        if t.raw_data.len() != n.saturating_mul(4) {
+            return malformed(format!(
+                "initializer `{}` has the wrong byte length",
+                t.name
+            ));
+        }
+        return Ok(t
+            .raw_data
+            .chunks_exact(4)
+            .map(|b| i64::from(i32::from_le_bytes([b[0], b[1], b[2], b[3]])))
+            .collect());
+    }
+    if t.int32_data.len() != n {
+        return malformed(format!("initializer `{}` has the wrong length", t.name));
+    }
+    Ok(t.int32_data.iter().map(|&v| i64::from(v)).collect())
+}
+
 /// Broadcasts `k` (numpy rules) to exactly `out`, or `None` when it would change `out`.
 fn broadcast_to(k: &Konst, out: &[usize]) -> Option<Vec<f32>> {
     if k.shape.len() > out.len() {
@@ -488,6 +564,40 @@ enum Val {
         nwc: bool,
     },
     Const(Konst),
+    /// An integer tensor of a classifier's label branch (see [`Labels`]).
+    Labels(Labels),
+}
+
+/// An integer tensor of a classifier's label branch, computed when a prediction reads it: per
+/// row of `scores` (`cols` values), the index of its first largest value (`ArgMax`, ONNX
+/// Runtime's `LinearClassifier`), looked up in `classes` when an `ArrayFeatureExtractor` did.
+/// One value per row, whatever the `Reshape`s and `Cast`s in between make of its shape.
+#[derive(Debug, Clone)]
+pub(crate) struct Labels {
+    scores: Src,
+    cols: usize,
+    classes: Option<Vec<i64>>,
+    shape: Vec<usize>,
+}
+
+impl Labels {
+    /// First index of the largest value (`>`: a NaN never wins unless it comes first), as
+    /// ONNX Runtime's `ArgMax` and `LinearClassifier` decide.
+    fn decide(&self, scores: &[f32], out: &mut Vec<i64>) {
+        out.clear();
+        for row in scores.chunks_exact(self.cols) {
+            let mut best = 0;
+            for (j, &v) in row.iter().enumerate().skip(1) {
+                if v > row[best] {
+                    best = j;
+                }
+            }
+            out.push(match &self.classes {
+                Some(table) => table[best],
+                None => best as i64,
+            });
+        }
+    }
 }
 
 struct Builder<'a> {
@@ -552,7 +662,7 @@ impl<'a> Builder<'a> {
     fn dynamic(&mut self, name: &str) -> Built<(Src, Vec<usize>)> {
         match self.val(name)? {
             Val::Dyn { src, shape, .. } => Ok((src, shape)),
-            Val::Const(_) => Err(Stop::Fallback),
+            Val::Const(_) | Val::Labels(_) => Err(Stop::Fallback),
         }
     }
 
@@ -560,14 +670,14 @@ impl<'a> Builder<'a> {
     fn dynamic_any(&self, name: &str) -> Built<(Src, Vec<usize>, bool)> {
         match self.val_raw(name)? {
             Val::Dyn { src, shape, nwc } => Ok((src, shape, nwc)),
-            Val::Const(_) => Err(Stop::Fallback),
+            Val::Const(_) | Val::Labels(_) => Err(Stop::Fallback),
         }
     }
 
     fn constant(&self, name: &str) -> Built<Konst> {
         match self.val_raw(name)? {
             Val::Const(k) => Ok(k),
-            Val::Dyn { .. } => Err(Stop::Fallback),
+            Val::Dyn { .. } | Val::Labels(_) => Err(Stop::Fallback),
         }
     }
 
@@ -595,24 +705,46 @@ impl<'a> Builder<'a> {
         shape: Vec<usize>,
         nwc: bool,
     ) -> Built<()> {
-        let out = node.output.first().or_fallback()?;
-        let size = element_count(&shape)?;
-        self.buf_sizes.push(size);
-        let dst = self.buf_sizes.len() - 1;
-        self.steps.push(Step {
-            kind,
-            dst,
-            act: Act::None,
-        });
+        let out = node.output.first().or_fallback()?.clone();
+        let dst = self.step(kind, &shape, Act::None)?;
         self.producer.insert(out.clone(), self.steps.len() - 1);
         self.vals.insert(
-            out.clone(),
+            out,
             Val::Dyn {
                 src: Src::Buf(dst),
                 shape,
                 nwc,
             },
         );
+        Ok(())
+    }
+
+    /// Appends a step writing a new buffer of `shape`'s size; returns the buffer.
+    fn step(&mut self, kind: Kind, shape: &[usize], act: Act) -> Built<usize> {
+        self.buf_sizes.push(element_count(shape)?);
+        let dst = self.buf_sizes.len() - 1;
+        self.steps.push(Step { kind, dst, act });
+        Ok(dst)
+    }
+
+    /// Names a buffer no later step may fuse into (its values are read as they are).
+    fn name_buf(&mut self, name: &str, dst: usize, shape: Vec<usize>) {
+        if name.is_empty() {
+            return;
+        }
+        self.vals.insert(
+            name.to_owned(),
+            Val::Dyn {
+                src: Src::Buf(dst),
+                shape,
+                nwc: false,
+            },
+        );
+    }
+
+    fn set_labels(&mut self, node: &NodeProto, labels: Labels) -> Built<()> {
+        let out = node.output.first().or_fallback()?;
+        self.vals.insert(out.clone(), Val::Labels(labels));
         Ok(())
     }
 
@@ -657,6 +789,9 @@ impl<'a> Builder<'a> {
     }
 
     fn node(&mut self, node: &NodeProto) -> Built<()> {
+        if node.domain == "ai.onnx.ml" {
+            return self.ml_node(node);
+        }
         // Only single-output forms are covered (Dropout's mask, MaxPool's indices are not).
         if node.output.iter().skip(1).any(|o| !o.is_empty()) {
             return Err(Stop::Fallback);
@@ -665,10 +800,59 @@ impl<'a> Builder<'a> {
             return Err(Stop::Fallback);
         }
         let input = |i: usize| node.input.get(i).map(String::as_str).or_fallback();
+        // The label branch: integer tensors pass through these unchanged but for their shape.
+        if let Some(Val::Labels(mut labels)) = node
+            .input
+            .first()
+            .and_then(|i| self.vals.get(i.as_str()))
+            .cloned()
+        {
+            match node.op_type.as_str() {
+                // TensorProto.DataType INT32 = 6, INT64 = 7: labels come from a table of
+                // either, so both hold them.
+                "Identity" => {}
+                "Cast" if matches!(attr_i(node, "to", 0), 6 | 7) => {}
+                "Reshape" => {
+                    let target = int_tensor(self.inits.get(input(1)?).or_fallback()?)?;
+                    if attr_i(node, "allowzero", 0) != 0 {
+                        return Err(Stop::Fallback);
+                    }
+                    labels.shape = reshaped(&labels.shape, &target)?;
+                }
+                _ => return Err(Stop::Fallback),
+            }
+            return self.set_labels(node, labels);
+        }
         match node.op_type.as_str() {
             "Identity" => {
                 let (src, shape, nwc) = self.dynamic_any(input(0)?)?;
                 self.alias_layout(node, src, shape, nwc)
+            }
+            "ArgMax" => {
+                let (src, shape) = self.dynamic(input(0)?)?;
+                let rank = shape.len() as i64;
+                let axis = attr_i(node, "axis", 0);
+                let axis = if axis < 0 { axis + rank } else { axis };
+                if rank == 0 || axis != rank - 1 || attr_i(node, "select_last_index", 0) != 0 {
+                    return Err(Stop::Fallback);
+                }
+                let cols = shape[shape.len() - 1];
+                if cols == 0 {
+                    return Err(Stop::Fallback);
+                }
+                let mut out = shape;
+                if attr_i(node, "keepdims", 1) != 0 {
+                    out[axis as usize] = 1;
+                } else {
+                    out.pop();
+                }
+                let labels = Labels {
+                    scores: src,
+                    cols,
+                    classes: None,
+                    shape: out,
+                };
+                self.set_labels(node, labels)
             }
             "Dropout" => {
                 // A training-mode input (third) could turn dropout on: left to tract.
@@ -702,30 +886,7 @@ impl<'a> Builder<'a> {
                 if attr_i(node, "allowzero", 0) != 0 {
                     return Err(Stop::Fallback);
                 }
-                let total: usize = shape.iter().product();
-                let mut out = Vec::with_capacity(target.len());
-                let mut infer = None;
-                for (i, &d) in target.iter().enumerate() {
-                    match d {
-                        0 => out.push(*shape.get(i).or_fallback()?),
-                        -1 if infer.is_none() => {
-                            infer = Some(i);
-                            out.push(1);
-                        }
-                        d if d > 0 => out.push(d as usize),
-                        _ => return malformed("Reshape target has an invalid dim"),
-                    }
-                }
-                let known = element_count(&out)?;
-                if let Some(i) = infer {
-                    if known == 0 || !total.is_multiple_of(known) {
-                        return malformed("Reshape target does not divide the input");
-                    }
-                    out[i] = total / known;
-                }
-                if element_count(&out)? != total {
-                    return malformed("Reshape target has another element count than its input");
-                }
+                let out = reshaped(&shape, &target)?;
                 self.alias(node, src, out)
             }
             "Relu" => self.activation(node, Act::Relu),
@@ -735,18 +896,12 @@ impl<'a> Builder<'a> {
             "Conv" => self.conv(node),
             "MaxPool" | "AveragePool" => self.pool(node),
             "GlobalAveragePool" | "GlobalMaxPool" => {
-                // Channels-last only comes from a batch-1 convolution, read as is.
-                let (src, shape, nwc) = match self.dynamic_any(input(0)?)? {
-                    (src, shape, true) if shape.first() == Some(&1) => (src, shape, true),
-                    _ => {
-                        let (src, shape) = self.dynamic(input(0)?)?;
-                        (src, shape, false)
-                    }
-                };
+                // Channels-last only comes from a convolution (rank 3), read as is.
+                let (src, shape, nwc) = self.dynamic_any(input(0)?)?;
                 if shape.len() < 3 {
                     return Err(Stop::Fallback);
                 }
-                let channels = shape[0] * shape[1];
+                let channels = if nwc { shape[1] } else { shape[0] * shape[1] };
                 let spatial = shape[2..].iter().product();
                 let mut out = shape.clone();
                 out[2..].iter_mut().for_each(|d| *d = 1);
@@ -796,12 +951,159 @@ impl<'a> Builder<'a> {
         }
     }
 
+    /// The ONNX-ML operators scikit-learn exports put around a model: `LinearClassifier`,
+    /// `Scaler`, `Normalizer`, and the `ArrayFeatureExtractor` that looks labels up.
+    fn ml_node(&mut self, node: &NodeProto) -> Built<()> {
+        let input = node.input.first().map(String::as_str).or_fallback()?;
+        let floats = |name: &str| attr(node, name).map_or(&[][..], |a| a.floats.as_slice());
+        match node.op_type.as_str() {
+            "LinearClassifier" => self.linear_classifier(node),
+            "ArrayFeatureExtractor" => {
+                let table = self.inits.get(input).or_fallback()?;
+                let classes = label_table(table)?;
+                let Some(Val::Labels(mut labels)) = self
+                    .vals
+                    .get(node.input.get(1).or_fallback()?.as_str())
+                    .cloned()
+                else {
+                    return Err(Stop::Fallback);
+                };
+                // A lookup of a lookup, a table of another rank, or one an index could fall
+                // outside of (ONNX Runtime fails that run): tract judges.
+                if labels.classes.is_some() || table.dims.len() != 1 || classes.len() < labels.cols
+                {
+                    return Err(Stop::Fallback);
+                }
+                labels.classes = Some(classes);
+                labels.shape = vec![1, element_count(&labels.shape)?];
+                self.set_labels(node, labels)
+            }
+            "Scaler" => {
+                let (src, shape) = self.dynamic(input)?;
+                let cols = match shape[..] {
+                    [cols] | [_, cols] => cols,
+                    _ => return Err(Stop::Fallback),
+                };
+                let (offset, scale) = (floats("offset"), floats("scale"));
+                // ONNX Runtime: both per column, or both one value.
+                let (offset, scale) = match (offset, scale) {
+                    (o, s) if o.len() == cols && s.len() == cols => (o.to_vec(), s.to_vec()),
+                    ([o], [s]) => (vec![*o; cols], vec![*s; cols]),
+                    _ => return Err(Stop::Fallback),
+                };
+                let kind = Kind::Scale {
+                    src,
+                    cols,
+                    offset,
+                    scale,
+                };
+                self.push(node, kind, shape)
+            }
+            "Normalizer" => {
+                let (src, shape) = self.dynamic(input)?;
+                let cols = match shape[..] {
+                    [cols] | [_, cols] if cols > 0 => cols,
+                    _ => return Err(Stop::Fallback),
+                };
+                let norm = match attr_s(node, "norm").unwrap_or(b"MAX") {
+                    b"MAX" => Norm::Max,
+                    b"L1" => Norm::L1,
+                    b"L2" => Norm::L2,
+                    _ => return malformed("Normalizer has an unknown norm"),
+                };
+                self.push(node, Kind::Normalize { src, cols, norm }, shape)
+            }
+            _ => Err(Stop::Fallback),
+        }
+    }
+
+    /// ONNX Runtime's `LinearClassifier`: raw scores `x . coefficients^T + intercepts` into
+    /// their own buffer (the label is decided on them, before the post transform), then the
+    /// post transform into the probabilities'.
+    fn linear_classifier(&mut self, node: &NodeProto) -> Built<()> {
+        let (src, shape) = self.dynamic(node.input.first().or_fallback()?)?;
+        let &[rows, k] = shape.as_slice() else {
+            return Err(Stop::Fallback);
+        };
+        let floats = |name: &str| attr(node, name).map_or(&[][..], |a| a.floats.as_slice());
+        let (coefficients, intercepts) = (floats("coefficients"), floats("intercepts"));
+        let n = intercepts.len();
+        // One score for two labels is another form (its label is `score > 0`): tract's.
+        if n < 2 {
+            return Err(Stop::Fallback);
+        }
+        if coefficients.len() != n * k {
+            return malformed(format!(
+                "LinearClassifier has {} coefficients for {n} classes of {k} features",
+                coefficients.len()
+            ));
+        }
+        let act = match attr_s(node, "post_transform").unwrap_or(b"NONE") {
+            b"NONE" => None,
+            b"LOGISTIC" => Some(Act::Sigmoid),
+            b"SOFTMAX" => Some(Act::None),
+            _ => return Err(Stop::Fallback),
+        };
+        let mut w = vec![0f32; k * n];
+        for (j, row) in coefficients.chunks_exact(k).enumerate() {
+            for (kk, &c) in row.iter().enumerate() {
+                w[kk * n + j] = c;
+            }
+        }
+        let dense = Dense {
+            src,
+            rows,
+            k,
+            n,
+            trans_a: false,
+            w,
+            bias: intercepts.repeat(rows),
+        };
+        let raw = self.step(Kind::Dense(dense), &[rows, n], Act::None)?;
+        let probabilities = match act {
+            None => raw,
+            Some(Act::None) => self.step(
+                Kind::Softmax {
+                    src: Src::Buf(raw),
+                    cols: n,
+                },
+                &[rows, n],
+                Act::None,
+            )?,
+            Some(act) => self.step(Kind::Unary(Src::Buf(raw)), &[rows, n], act)?,
+        };
+        if let Some(name) = node.output.get(1) {
+            self.name_buf(name, probabilities, vec![rows, n]);
+        }
+        let classes = attr(node, "classlabels_ints").map(|a| a.ints.clone());
+        match (node.output.first(), classes) {
+            (Some(name), Some(classes)) if !name.is_empty() => {
+                if classes.len() != n {
+                    return malformed(format!(
+                        "LinearClassifier has {} class labels for {n} scores",
+                        classes.len()
+                    ));
+                }
+                let labels = Labels {
+                    scores: Src::Buf(raw),
+                    cols: n,
+                    classes: Some(classes),
+                    shape: vec![rows],
+                };
+                self.vals.insert(name.clone(), Val::Labels(labels));
+            }
+            // String labels are not served: a request for them goes to tract.
+            _ => {}
+        }
+        Ok(())
+    }
+
     fn conv(&mut self, node: &NodeProto) -> Built<()> {
         let x = node.input.first().or_fallback()?;
         let (src, shape, nwc_in) = self.dynamic_any(x)?;
         let w = self.constant(node.input.get(1).or_fallback()?)?;
         let bias = self.optional_constant(node, 2)?;
-        if shape.len() != 3 || w.shape.len() != 3 || shape[0] != 1 {
+        if shape.len() != 3 || w.shape.len() != 3 {
             return Err(Stop::Fallback);
         }
         if attr_i(node, "group", 1) != 1 {
@@ -1004,7 +1306,9 @@ impl<'a> Builder<'a> {
             (Val::Dyn { src, shape, .. }, Val::Const(k)) => (src, shape, k, false),
             (Val::Const(k), Val::Dyn { src, shape, .. }) => (src, shape, k, true),
             // A subgraph of constants only: folding it is tract's business.
-            (Val::Const(_), Val::Const(_)) => return Err(Stop::Fallback),
+            (Val::Const(_), Val::Const(_)) | (Val::Labels(_), _) | (_, Val::Labels(_)) => {
+                return Err(Stop::Fallback)
+            }
         };
         let full = broadcast_to(&k, &shape).or_fallback()?;
         let dyn_name = if const_first { b } else { a };
@@ -1105,6 +1409,7 @@ impl<'a> Builder<'a> {
                     parts.push(self.add_const(k.data));
                     shapes.push(k.shape);
                 }
+                Val::Labels(_) => return Err(Stop::Fallback),
             }
         }
         let Some(first) = shapes.first().cloned() else {
@@ -1139,6 +1444,35 @@ impl<'a> Builder<'a> {
         let parts = parts.into_iter().zip(chunks).collect();
         self.push(node, Kind::Concat { outer, parts }, out)
     }
+}
+
+/// The shape `Reshape` gives `shape` with `target` (`0` copies a dim, one `-1` is inferred).
+fn reshaped(shape: &[usize], target: &[i64]) -> Built<Vec<usize>> {
+    let total: usize = shape.iter().product();
+    let mut out = Vec::with_capacity(target.len());
+    let mut infer = None;
+    for (i, &d) in target.iter().enumerate() {
+        match d {
+            0 => out.push(*shape.get(i).or_fallback()?),
+            -1 if infer.is_none() => {
+                infer = Some(i);
+                out.push(1);
+            }
+            d if d > 0 => out.push(d as usize),
+            _ => return malformed("Reshape target has an invalid dim"),
+        }
+    }
+    let known = element_count(&out)?;
+    if let Some(i) = infer {
+        if known == 0 || !total.is_multiple_of(known) {
+            return malformed("Reshape target does not divide the input");
+        }
+        out[i] = total / known;
+    }
+    if element_count(&out)? != total {
+        return malformed("Reshape target has another element count than its input");
+    }
+    Ok(out)
 }
 
 /// Output length and leading pad of a 1-D window (convolution or pooling).
@@ -1261,7 +1595,7 @@ fn build(proto: &ModelProto, input_shape: &[usize], outputs: Option<&[&str]>) ->
         .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
         .map(|o| o.version)
         .or_fallback()?;
-    if input_shape.first() != Some(&1) || input_shape.contains(&0) {
+    if input_shape.is_empty() || input_shape.contains(&0) {
         return Err(Stop::Fallback);
     }
     let inits: HashMap<&str, &TensorProto> = graph
@@ -1353,8 +1687,20 @@ fn build(proto: &ModelProto, input_shape: &[usize], outputs: Option<&[&str]>) ->
                 shape,
                 ..
             }) => {
-                out_bufs.push(buf);
-                out_info.push(((*w).to_owned(), shape));
+                out_bufs.push(Out::Float(buf));
+                out_info.push(OutputFact {
+                    name: (*w).to_owned(),
+                    shape,
+                    labels: false,
+                });
+            }
+            Ok(Val::Labels(labels)) => {
+                out_info.push(OutputFact {
+                    name: (*w).to_owned(),
+                    shape: labels.shape.clone(),
+                    labels: true,
+                });
+                out_bufs.push(Out::Labels(labels));
             }
             // The input itself, a constant, or never computed: tract judges.
             _ => return Err(Stop::Fallback),
@@ -1423,13 +1769,15 @@ fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
 const BASELINE_FMA: bool = cfg!(target_arch = "aarch64");
 
 impl NativeGraph {
-    /// Outputs this plan produces.
-    pub(crate) fn n_outputs(&self) -> usize {
-        self.outputs.len()
+    /// Whether output `output` holds integer labels (`None`: no such output).
+    pub(crate) fn is_labels(&self, output: usize) -> Option<bool> {
+        self.outputs
+            .get(output)
+            .map(|o| matches!(o, Out::Labels(_)))
     }
 
-    /// Runs one input and lets `read` see the buffers of every output.
-    fn run<R>(&self, input: &[f32], read: impl FnOnce(&[Vec<f32>], &[usize]) -> R) -> R {
+    /// Runs one input and lets `read` see every buffer.
+    fn run<R>(&self, input: &[f32], read: impl FnOnce(&[Vec<f32>]) -> R) -> R {
         let mut bufs = self
             .pool
             .lock()
@@ -1437,30 +1785,56 @@ impl NativeGraph {
             .and_then(|mut p| p.pop())
             .unwrap_or_else(|| self.buf_sizes.iter().map(|&n| vec![0f32; n]).collect());
         self.exec(input, &mut bufs);
-        let result = read(&bufs, &self.outputs);
+        let result = read(&bufs);
         if let Ok(mut pool) = self.pool.lock() {
             pool.push(bufs);
         }
         result
     }
 
-    /// Copies output `output` into `out` (cleared first; its capacity is reused).
+    /// Copies float output `output` into `out` (cleared first; its capacity is reused);
+    /// `false` when it is not a float output.
     pub(crate) fn run_into(&self, input: &[f32], output: usize, out: &mut Vec<f32>) -> bool {
-        self.run(input, |bufs, outputs| match outputs.get(output) {
-            Some(&b) => {
-                out.clear();
-                out.extend_from_slice(&bufs[b]);
-                true
-            }
-            None => false,
+        let Some(&Out::Float(b)) = self.outputs.get(output) else {
+            return false;
+        };
+        self.run(input, |bufs| {
+            out.clear();
+            out.extend_from_slice(&bufs[b]);
+        });
+        true
+    }
+
+    /// Label output `output` into `out` (cleared first); `false` when it is not one.
+    pub(crate) fn run_labels(&self, input: &[f32], output: usize, out: &mut Vec<i64>) -> bool {
+        let Some(Out::Labels(labels)) = self.outputs.get(output) else {
+            return false;
+        };
+        self.run(input, |bufs| {
+            labels.decide(self.read(input, bufs, labels.scores), out);
+        });
+        true
+    }
+
+    /// Every output, in order; label outputs as empty vectors (they are not float).
+    pub(crate) fn run_all(&self, input: &[f32]) -> Vec<Vec<f32>> {
+        self.run(input, |bufs| {
+            self.outputs
+                .iter()
+                .map(|o| match o {
+                    Out::Float(b) => bufs[*b].clone(),
+                    Out::Labels(_) => Vec::new(),
+                })
+                .collect()
         })
     }
 
-    /// Every output, in order.
-    pub(crate) fn run_all(&self, input: &[f32]) -> Vec<Vec<f32>> {
-        self.run(input, |bufs, outputs| {
-            outputs.iter().map(|&b| bufs[b].clone()).collect()
-        })
+    fn read<'a>(&'a self, input: &'a [f32], bufs: &'a [Vec<f32>], src: Src) -> &'a [f32] {
+        match src {
+            Src::Input => input,
+            Src::Buf(b) => &bufs[b],
+            Src::Const(c) => &self.consts[c],
+        }
     }
 
     fn exec(&self, input: &[f32], bufs: &mut [Vec<f32>]) {
@@ -1508,12 +1882,19 @@ impl NativeGraph {
                         spatial,
                         max,
                         nwc: true,
-                    } => global_pool_nwc(read(*src), &mut y, *channels, *spatial, *max),
+                    } => {
+                        let (x, per) = (read(*src), channels * spatial);
+                        for (x, y) in x.chunks_exact(per).zip(y.chunks_exact_mut(*channels)) {
+                            global_pool_nwc(x, y, *channels, *spatial, *max);
+                        }
+                    }
                     Kind::ToNcw { src, channels, len } => {
-                        let x = read(*src);
-                        for (t, row) in x.chunks_exact(*channels).enumerate().take(*len) {
-                            for (c, &v) in row.iter().enumerate() {
-                                y[c * len + t] = v;
+                        let (x, per) = (read(*src), channels * len);
+                        for (x, y) in x.chunks_exact(per).zip(y.chunks_exact_mut(per)) {
+                            for (t, row) in x.chunks_exact(*channels).enumerate() {
+                                for (c, &v) in row.iter().enumerate() {
+                                    y[c * len + t] = v;
+                                }
                             }
                         }
                     }
@@ -1564,6 +1945,29 @@ impl NativeGraph {
                             softmax(x, y);
                         }
                     }
+                    Kind::Scale {
+                        src,
+                        cols,
+                        offset,
+                        scale,
+                    } => {
+                        for (y, x) in y
+                            .chunks_exact_mut(*cols)
+                            .zip(read(*src).chunks_exact(*cols))
+                        {
+                            for j in 0..*cols {
+                                y[j] = (x[j] - offset[j]) * scale[j];
+                            }
+                        }
+                    }
+                    Kind::Normalize { src, cols, norm } => {
+                        for (y, x) in y
+                            .chunks_exact_mut(*cols)
+                            .zip(read(*src).chunks_exact(*cols))
+                        {
+                            normalize(*norm, x, y);
+                        }
+                    }
                     Kind::Concat { outer, parts } => {
                         let mut at = 0;
                         for o in 0..*outer {
@@ -1607,6 +2011,40 @@ fn global_pool_nwc(x: &[f32], y: &mut [f32], channels: usize, spatial: usize, ma
         }
         let n = spatial as f32;
         y.iter_mut().for_each(|v| *v /= n);
+    }
+}
+
+/// ONNX Runtime's `Normalizer` on one row: divided by its largest value, the sum of its
+/// absolute values, or (L2) `sign(x) sqrt(x^2 / sum x^2)`; a zero norm leaves the row as is.
+fn normalize(norm: Norm, x: &[f32], y: &mut [f32]) {
+    match norm {
+        Norm::Max => {
+            let max = x.iter().copied().fold(f32::MIN, f32::max);
+            if max != 0.0 {
+                y.iter_mut().zip(x).for_each(|(y, &x)| *y = x / max);
+            } else {
+                y.copy_from_slice(x);
+            }
+        }
+        Norm::L1 => {
+            let sum: f32 = x.iter().map(|v| v.abs()).sum();
+            if sum != 0.0 {
+                y.iter_mut().zip(x).for_each(|(y, &x)| *y = x / sum);
+            } else {
+                y.copy_from_slice(x);
+            }
+        }
+        Norm::L2 => {
+            let sum: f32 = x.iter().map(|v| v * v).sum();
+            if sum != 0.0 {
+                y.iter_mut().zip(x).for_each(|(y, &x)| {
+                    let r = (x * x / sum).sqrt();
+                    *y = if x < 0.0 { -r } else { r };
+                });
+            } else {
+                y.copy_from_slice(x);
+            }
+        }
     }
 }
 
@@ -1705,7 +2143,15 @@ fn dense_kernel<const FMA: bool>(d: &Dense, x: &[f32], y: &mut [f32]) {
 }
 
 impl Conv {
+    /// Each batch element on its own slice (the layouts are per element).
     fn run(&self, x: &[f32], y: &mut [f32], fma: bool, act: Act) {
+        let (per_in, per_out) = (self.c_in * self.l_in, self.c_out * self.l_out);
+        for (x, y) in x.chunks_exact(per_in).zip(y.chunks_exact_mut(per_out)) {
+            self.run_one(x, y, fma, act);
+        }
+    }
+
+    fn run_one(&self, x: &[f32], y: &mut [f32], fma: bool, act: Act) {
         #[cfg(target_arch = "x86_64")]
         if fma {
             // SAFETY: `fma` is true only when the CPU reported AVX2 and FMA at load.
@@ -2068,8 +2514,8 @@ mod tests {
             .map(|i| (i % 5) as f32 - 2.0)
             .collect();
         let outputs = plan.graph.run_all(&input);
-        for (out, (_, dims)) in outputs.iter().zip(&plan.outputs) {
-            assert_eq!(out.len(), dims.iter().product::<usize>());
+        for (out, fact) in outputs.iter().zip(&plan.outputs).filter(|(_, f)| !f.labels) {
+            assert_eq!(out.len(), fact.shape.iter().product::<usize>());
         }
         Ok(true)
     }

@@ -1,6 +1,6 @@
-//! A native evaluator for ONNX-ML `TreeEnsembleClassifier`, used instead of tract when a graph's
-//! work is one tree-ensemble classifier (what skl2onnx exports for gradient boosting and random
-//! forests).
+//! A native evaluator for ONNX-ML `TreeEnsembleClassifier` and `TreeEnsembleRegressor`, used
+//! instead of tract when a graph's work is one tree ensemble (what skl2onnx exports for gradient
+//! boosting and random forests; tract 0.23 has no regressor at all).
 //!
 //! tract 0.23's operator scans the whole leaf table per tree and builds an error value per leaf
 //! it reaches (see `fixup`), which made a 200-tree ensemble ten times slower than ONNX Runtime.
@@ -20,9 +20,14 @@
 //!   votes of mixed sign and `LOGISTIC` (boosting) the output is
 //!   `[sigmoid(-s), sigmoid(s)]` and the label is positive when `s > 0`; with non-negative votes
 //!   and `NONE` (a random forest's averaged probabilities) the output is `[1 - s, s]` and the
-//!   label is positive when `s > 0.5`.
+//!   label is positive when `s > 0.5`;
+//! * **regression** (`TreeEnsembleRegressor`, `n_targets` values per row; aggregate `SUM` or
+//!   `AVERAGE`, base values of length 0 or `n_targets`, post transform `NONE`): per target the
+//!   leaf weights summed in tree order, divided by the number of trees for `AVERAGE`, plus the
+//!   base value.
 //!
-//! Every other form (two classes voted separately, `PROBIT`, double-precision `*_as_tensor`
+//! Every other form (two classes voted separately, `PROBIT`, `MIN`/`MAX` aggregates, a regressor's
+//! post transform, double-precision `*_as_tensor`
 //! attributes, more than 64 classes, other operators in the graph) is left to tract: [`plan`]
 //! returns `None` and the loader falls back. A malformed attribute set (arrays of different
 //! lengths, a child or a vote that points at no node, a cycle) is a typed error at load.
@@ -47,8 +52,12 @@ const FEATURE_BITS: u32 = 24;
 const FEATURE_MASK: u32 = (1 << FEATURE_BITS) - 1;
 /// Operators a graph served by this evaluator may consist of (see [`plan`]).
 #[cfg(not(feature = "tract"))]
-pub(crate) const NATIVE_OPERATORS: &[&str] =
-    &["TreeEnsembleClassifier", "Identity", "Cast", "ZipMap"];
+pub(crate) const NATIVE_OPERATORS: &[&str] = &[
+    "TreeEnsembleClassifier",
+    "TreeEnsembleRegressor",
+    "Identity",
+    "Cast",
+];
 /// Classes are tracked in a 64-bit "has a vote" mask.
 const MAX_CLASSES: usize = 64;
 
@@ -83,6 +92,11 @@ enum Layout {
     SingleScore {
         positive_votes: bool,
     },
+    /// A regressor: `n_classes` is the number of targets.
+    Regression {
+        /// Divide the sums by the number of trees (`AVERAGE`).
+        average: bool,
+    },
 }
 
 /// Which output of the classifier a graph output carries.
@@ -90,11 +104,11 @@ enum Layout {
 pub(crate) enum Port {
     /// The decided label per row (i64).
     Label,
-    /// The class scores per row (f32, one per class).
-    Probabilities,
+    /// The float values per row: a classifier's class scores, a regressor's targets.
+    Scores,
 }
 
-/// A tree-ensemble classifier ready to evaluate, immutable after load (shared across threads).
+/// A tree ensemble ready to evaluate, immutable after load (shared across threads).
 #[derive(Debug)]
 pub(crate) struct TreeClassifier {
     roots: Vec<u32>,
@@ -151,7 +165,9 @@ pub(crate) fn plan(
     let mut classifier = None;
     for node in &graph.node {
         match node.op_type.as_str() {
-            "TreeEnsembleClassifier" if classifier.is_none() => classifier = Some(node),
+            "TreeEnsembleClassifier" | "TreeEnsembleRegressor" if classifier.is_none() => {
+                classifier = Some(node)
+            }
             // Pass-through operators skl2onnx puts after the classifier; a ZipMap only matters
             // if its output is requested, which then is not served here.
             "Identity" | "Cast" | "ZipMap" => {}
@@ -176,19 +192,24 @@ pub(crate) fn plan(
             matches!(&t.value, Some(Value::TensorType(tensor)) if tensor.elem_type == 1)
         })
     };
+    let regressor = tec.op_type == "TreeEnsembleRegressor";
     if !float_input
         || tec.input.len() != 1
         || tec.input[0] != input.name
-        || tec.output.len() != 2
+        || tec.output.len() != if regressor { 1 } else { 2 }
         || input_shape.len() != 2
     {
         return Ok(None);
     }
 
-    // Which graph tensors carry the classifier's outputs, through Identity and same-type Casts.
+    // Which graph tensors carry the ensemble's outputs, through Identity and same-type Casts.
     let mut ports: HashMap<&str, Port> = HashMap::new();
-    ports.insert(tec.output[0].as_str(), Port::Label);
-    ports.insert(tec.output[1].as_str(), Port::Probabilities);
+    if regressor {
+        ports.insert(tec.output[0].as_str(), Port::Scores);
+    } else {
+        ports.insert(tec.output[0].as_str(), Port::Label);
+        ports.insert(tec.output[1].as_str(), Port::Scores);
+    }
     for node in &graph.node {
         let (Some(src), Some(dst)) = (node.input.first(), node.output.first()) else {
             continue;
@@ -201,7 +222,7 @@ pub(crate) fn plan(
             // TensorProto.DataType INT64 = 7, FLOAT = 1.
             "Cast" => attr(node, "to").is_some_and(|to| match port {
                 Port::Label => to.i == 7,
-                Port::Probabilities => to.i == 1,
+                Port::Scores => to.i == 1,
             }),
             _ => false,
         };
@@ -239,8 +260,8 @@ pub(crate) fn plan(
 }
 
 impl TreeClassifier {
-    /// Reads and checks the attributes of one `TreeEnsembleClassifier` for inputs of
-    /// `n_features` columns.
+    /// Reads and checks the attributes of one `TreeEnsembleClassifier` or
+    /// `TreeEnsembleRegressor` for inputs of `n_features` columns.
     pub(crate) fn from_node(
         node: &NodeProto,
         n_features: usize,
@@ -252,12 +273,20 @@ impl TreeClassifier {
         {
             return Ok(None);
         }
+        let regressor = node.op_type == "TreeEnsembleRegressor";
         let int_labels = ints(node, "classlabels_int64s");
         let string_labels = attr(node, "classlabels_strings").map_or(0, |a| a.strings.len());
-        let n_classes = match (int_labels.len(), string_labels) {
-            (0, 0) => return Err(malformed("no class labels")),
-            (n, 0) | (0, n) => n,
-            _ => return Err(malformed("both integer and string class labels")),
+        let n_classes = if regressor {
+            match attr(node, "n_targets").map(|a| a.i) {
+                Some(n) if n >= 1 => usize::try_from(n).unwrap_or(usize::MAX),
+                _ => return Err(malformed("no n_targets")),
+            }
+        } else {
+            match (int_labels.len(), string_labels) {
+                (0, 0) => return Err(malformed("no class labels")),
+                (n, 0) | (0, n) => n,
+                _ => return Err(malformed("both integer and string class labels")),
+            }
         };
         let post = match attr(node, "post_transform").map_or(&b"NONE"[..], |a| a.s.as_slice()) {
             b"NONE" => Post::None,
@@ -267,6 +296,19 @@ impl TreeClassifier {
             b"PROBIT" => return Ok(None),
             _ => return Err(malformed("unknown post_transform")),
         };
+        // ONNX Runtime's post transforms of a regressor differ from a classifier's for one
+        // target; skl2onnx writes none.
+        if regressor && post != Post::None {
+            return Ok(None);
+        }
+        let average = match attr(node, "aggregate_function").map(|a| a.s.as_slice()) {
+            None | Some(b"SUM") => false,
+            Some(b"AVERAGE") if regressor => true,
+            Some(b"MIN" | b"MAX") if regressor => return Ok(None),
+            _ => return Err(malformed("unknown aggregate_function")),
+        };
+        let votes = if regressor { "target_" } else { "class_" };
+        let vote_attr = |name: &str| format!("{votes}{name}");
 
         let tree_ids = ints(node, "nodes_treeids");
         let node_ids = ints(node, "nodes_nodeids");
@@ -291,14 +333,16 @@ impl TreeClassifier {
         {
             return Err(malformed("node attribute arrays differ in length"));
         }
-        let vote_trees = ints(node, "class_treeids");
-        let vote_nodes = ints(node, "class_nodeids");
-        let vote_ids = ints(node, "class_ids");
-        let vote_weights = floats(node, "class_weights");
+        let vote_trees = ints(node, &vote_attr("treeids"));
+        let vote_nodes = ints(node, &vote_attr("nodeids"));
+        let vote_ids = ints(node, &vote_attr("ids"));
+        let vote_weights = floats(node, &vote_attr("weights"));
         let n_votes = vote_trees.len();
         if vote_nodes.len() != n_votes || vote_ids.len() != n_votes || vote_weights.len() != n_votes
         {
-            return Err(malformed("class attribute arrays differ in length"));
+            return Err(malformed(format!(
+                "{votes}* attribute arrays differ in length"
+            )));
         }
         if n_nodes > u32::MAX as usize / 2 || n_votes > u32::MAX as usize / 2 {
             return Err(malformed("too many nodes"));
@@ -410,7 +454,12 @@ impl TreeClassifier {
         check_trees(&nodes, &roots)?;
 
         let base = floats(node, "base_values").to_vec();
-        let layout = if n_classes == 2 && class_seen == 1 && base.len() <= 1 {
+        let layout = if regressor {
+            if !(base.is_empty() || base.len() == n_classes) {
+                return Err(malformed("base_values do not match n_targets"));
+            }
+            Layout::Regression { average }
+        } else if n_classes == 2 && class_seen == 1 && base.len() <= 1 {
             let layout = Layout::SingleScore { positive_votes };
             match (positive_votes, post) {
                 (true, Post::None) | (false, Post::Logistic) => layout,
@@ -505,6 +554,16 @@ impl TreeClassifier {
                     Post::SoftmaxZero => softmax_zero(out),
                 }
                 best.map_or(0, |(k, _)| k)
+            }
+            Layout::Regression { average } => {
+                if average {
+                    let n = self.roots.len() as f32;
+                    out.iter_mut().for_each(|v| *v /= n);
+                }
+                for (v, b) in out.iter_mut().zip(&self.base) {
+                    *v += b;
+                }
+                0
             }
             Layout::SingleScore { positive_votes } => {
                 let s = out[0] + self.base.first().copied().unwrap_or(0.0);

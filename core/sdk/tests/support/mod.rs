@@ -81,6 +81,20 @@ impl OrtRef {
         values.to_vec()
     }
 
+    /// Runs `input` with `shape` and returns integer output `output` (a classifier's labels).
+    pub fn run_labels(&mut self, shape: &[usize], input: &[f32], output: &str) -> Vec<i64> {
+        let shape: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
+        let tensor = ort::value::TensorRef::from_array_view((shape, input)).expect("input tensor");
+        let outputs = self
+            .session
+            .run(ort::inputs![self.input.as_str() => tensor])
+            .expect("ONNX Runtime runs the model");
+        let (_, values) = outputs[output]
+            .try_extract_tensor::<i64>()
+            .expect("integer output");
+        values.to_vec()
+    }
+
     /// Runs `input` and returns the shapes of float outputs `outputs`.
     pub fn run_shapes(
         &mut self,
@@ -182,17 +196,22 @@ pub const FN_ROUNDINGS: f64 = 4.0;
 ///   `Softplus` (`ln(1 + e^A) >= max(A, sigmoid(A))`); the transcendental ones add
 ///   [`FN_ROUNDINGS`].
 /// * Max pools, reshapes, casts to float and concatenations add nothing.
+/// * ONNX-ML `LinearClassifier`: its features plus the intercept (its post transform is the
+///   squashing below, its absolute stand-in has no post transform); `Scaler` (`(x - offset) *
+///   scale`, with `-|offset|` in the absolute network): 2.
 ///
 /// So with `N` the sum of `n` over the nodes, every logit `i` of any float32 evaluation is
 /// within `E_i = gamma(N) * A_i` of the exact logit (first order in `U`: products of two
 /// rounding errors are dropped, and the absolute network is itself evaluated in float32), and
 /// two evaluations within `2 E_i` of each other. For a tree ensemble the logits are
 /// `base + sum` of one leaf per tree: `N` is the number of trees plus one, and `A_c` is
-/// `|base_c| + sum over trees of max |leaf weight for c|`, read off the attributes.
+/// `|base_c| + sum over trees of max |leaf weight for c|`, read off the attributes (a
+/// regressor's `AVERAGE` divides the sum: one rounding more, the leaf term divided too).
 ///
 /// The output is the logits, or a squashing of them found walking back from the requested
-/// output (the first `Softmax` or `Sigmoid`; what lies between, such as scikit-learn's
-/// `[1 - p, p]`, adds one rounding). With `D = 2 max_j E_j` the largest logit difference:
+/// output (the first `Softmax` or `Sigmoid`, or a `LinearClassifier`'s post transform; what
+/// lies between, such as scikit-learn's `[1 - p, p]`, adds one rounding). With
+/// `D = 2 max_j E_j` the largest logit difference:
 ///
 /// * `Softmax`: `p_i(z + d) / p_i(z)` lies in `[e^(-2D), e^(2D)]`, so
 ///   `|dp_i| <= max(p_i, p'_i) (e^(2D) - 1)`, plus each side's own rounding: `exp`, the sum
@@ -202,6 +221,11 @@ pub const FN_ROUNDINGS: f64 = 4.0;
 ///   per side (the `1 - p` rounds absolutely);
 /// * nothing: `2 E_i`.
 ///
+/// An L1 `Normalizer` after the squashing (`p_i / sum_j p_j`, scikit-learn's multinomial
+/// logistic regression) at most doubles a relative difference of nonnegative values
+/// (`|d(p_i / S)| <= |dp_i| / S + p_i |dS| / S^2`, `|dS| <= max_j |dp_j / p_j| S`), and adds
+/// its own sum over the classes and division: `classes` ulps of `p_i` per side.
+///
 /// ONNX Runtime is the reference: the absolute network runs on it too (the absolute values
 /// bound magnitudes, they are not compared with anything).
 pub struct Tolerance {
@@ -209,6 +233,8 @@ pub struct Tolerance {
     /// Roundings along the graph (`N` above).
     pub roundings: f64,
     head: Head,
+    /// An L1 `Normalizer` follows the squashing.
+    normalized: bool,
     /// The batch dimension the model is run with (rows are bounded separately).
     batch: usize,
 }
@@ -235,13 +261,13 @@ impl Tolerance {
         let model = wire::parse(bytes);
         let graph = wire::parse(wire::bytes1(&model, 7).expect("model has a graph"));
         let nodes: Vec<wire::Msg> = wire::all(&graph, 1).map(wire::parse).collect();
-        if let Some(trees) = nodes
-            .iter()
-            .find(|n| wire::str1(n, 4) == "TreeEnsembleClassifier")
-        {
+        if let Some(trees) = nodes.iter().find(|n| {
+            let op = wire::str1(n, 4);
+            op == "TreeEnsembleClassifier" || op == "TreeEnsembleRegressor"
+        }) {
             return Self::trees(trees, shape[0]);
         }
-        let (abs, logits, probes, head) = abs_network(&model, &graph, &nodes, output);
+        let (abs, logits, probes, head, normalized) = abs_network(&model, &graph, &nodes, output);
         let mut ort = OrtRef::new(&abs);
         // One run to learn the lengths the global pools average over.
         let len: usize = shape.iter().product();
@@ -254,6 +280,7 @@ impl Tolerance {
             source: Source::Abs { ort, logits },
             roundings,
             head,
+            normalized,
             batch: shape[0],
         }
     }
@@ -266,11 +293,17 @@ impl Tolerance {
         };
         let ints = |name: &str| attr(name).map_or_else(Vec::new, |a| wire::ints(&a, 8));
         let floats = |name: &str| attr(name).map_or_else(Vec::new, |a| wire::floats(&a, 7));
+        let votes = if wire::str1(node, 4) == "TreeEnsembleRegressor" {
+            "target"
+        } else {
+            "class"
+        };
         let (tree_ids, class_ids, weights) = (
-            ints("class_treeids"),
-            ints("class_ids"),
-            floats("class_weights"),
+            ints(&format!("{votes}_treeids")),
+            ints(&format!("{votes}_ids")),
+            floats(&format!("{votes}_weights")),
         );
+        let average = attr("aggregate_function").is_some_and(|a| wire::str1(&a, 4) == "AVERAGE");
         let base = floats("base_values");
         let classes = class_ids.iter().max().map_or(0, |&c| c as usize + 1);
         let mut per_tree = std::collections::HashMap::<(i64, i64), f64>::new();
@@ -278,16 +311,17 @@ impl Tolerance {
             let m = per_tree.entry((t, c)).or_default();
             *m = m.max(f64::from(w.abs()));
         }
-        let mut magnitude: Vec<f64> = (0..classes)
-            .map(|c| base.get(c).map_or(0.0, |b| f64::from(b.abs())))
-            .collect();
-        for ((_, c), m) in per_tree {
-            magnitude[c as usize] += m;
-        }
         let trees = tree_ids
             .iter()
             .collect::<std::collections::HashSet<_>>()
             .len();
+        let mut magnitude: Vec<f64> = (0..classes)
+            .map(|c| base.get(c).map_or(0.0, |b| f64::from(b.abs())))
+            .collect();
+        let share = if average { trees as f64 } else { 1.0 };
+        for ((_, c), m) in per_tree {
+            magnitude[c as usize] += m / share;
+        }
         let post = attr("post_transform").map_or_else(String::new, |a| wire::str1(&a, 4));
         let head = match post.as_str() {
             "LOGISTIC" => Head::Sigmoid,
@@ -297,8 +331,9 @@ impl Tolerance {
         };
         Tolerance {
             source: Source::Trees(magnitude),
-            roundings: trees as f64 + 1.0,
+            roundings: trees as f64 + 1.0 + f64::from(u8::from(average)),
             head,
+            normalized: false,
             batch,
         }
     }
@@ -346,18 +381,35 @@ impl Tolerance {
             let d = 2.0 * e.iter().copied().fold(0.0, f64::max);
             for (i, (x, y)) in row_a.iter().zip(row_b).enumerate() {
                 let p = f64::from(x.abs().max(y.abs()));
-                bound.push(match self.head {
+                let b = match self.head {
                     Head::None if per_in == per_out => 2.0 * e[i] + 2.0 * U * p,
                     Head::None => d + 2.0 * U,
                     Head::Softmax => {
                         p * ((2.0 * d).exp_m1() + 2.0 * (FN_ROUNDINGS + per_in as f64 + 2.0) * U)
                     }
                     Head::Sigmoid => p * d.exp_m1() + 2.0 * (FN_ROUNDINGS + 2.0) * U,
+                };
+                bound.push(if self.normalized {
+                    2.0 * b + 2.0 * per_in as f64 * U * p
+                } else {
+                    b
                 });
             }
         }
         bound
     }
+}
+
+/// Float attribute `name` of the first node of type `op` in the ONNX model `bytes` (empty when
+/// absent): what a test needs of an exporter's constants, such as a `Scaler`'s.
+pub fn float_attribute(bytes: &[u8], op: &str, name: &str) -> Vec<f32> {
+    let model = wire::parse(bytes);
+    let graph = wire::parse(wire::bytes1(&model, 7).expect("model has a graph"));
+    let node = wire::all(&graph, 1)
+        .map(wire::parse)
+        .find(|n| wire::str1(n, 4) == op);
+    node.and_then(|n| attr(&n, name))
+        .map_or_else(Vec::new, |a| wire::floats(&a, 7))
 }
 
 /// The largest `|a - b| / bound` over the elements: 0 when equal or NaN in the same places,
@@ -401,24 +453,47 @@ pub fn tract_close(a: &[f32], b: &[f32]) -> bool {
 
 /// Builds the absolute-value network of `graph` for `output`: returns its bytes, the tensor
 /// holding the logits, the global average pools' inputs (graph outputs too, for their
-/// lengths) and the squashing between the logits and `output`.
+/// lengths), the squashing between the logits and `output` and the relative roundings after
+/// it.
 fn abs_network(
     model: &wire::Msg,
     graph: &wire::Msg,
     nodes: &[wire::Msg],
     output: &str,
-) -> (Vec<u8>, String, Vec<String>, Head) {
+) -> (Vec<u8>, String, Vec<String>, Head, bool) {
     let producer = |name: &str| {
         nodes
             .iter()
             .position(|n| wire::strs(n, 2).iter().any(|o| o == name))
     };
     // Walk back from the output to the first Softmax or Sigmoid.
-    let (mut logits, mut head) = (output.to_owned(), Head::None);
+    let (mut logits, mut head, mut normalized) = (output.to_owned(), Head::None, false);
     let mut queue = vec![output.to_owned()];
     while let Some(t) = queue.pop() {
         let Some(i) = producer(&t) else { continue };
         match wire::str1(&nodes[i], 4).as_str() {
+            // Its absolute stand-in outputs the raw scores under the same name.
+            "LinearClassifier" => {
+                logits = wire::strs(&nodes[i], 2)[1].clone();
+                let post = attr(&nodes[i], "post_transform").map(|a| wire::str1(&a, 4));
+                head = match post.as_deref() {
+                    Some("LOGISTIC") => Head::Sigmoid,
+                    Some("SOFTMAX") => Head::Softmax,
+                    None | Some("NONE") => Head::None,
+                    Some(other) => panic!("no error bound for LinearClassifier {other}"),
+                };
+                break;
+            }
+            "Normalizer" => {
+                let norm = attr(&nodes[i], "norm").map(|a| wire::str1(&a, 4));
+                assert_eq!(
+                    norm.as_deref(),
+                    Some("L1"),
+                    "no error bound for this Normalizer"
+                );
+                normalized = true;
+                queue.extend(wire::strs(&nodes[i], 1));
+            }
             "Softmax" | "Sigmoid" => {
                 logits = wire::strs(&nodes[i], 1)[0].clone();
                 head = if wire::str1(&nodes[i], 4) == "Softmax" {
@@ -458,6 +533,14 @@ fn abs_network(
             }
             "Tanh" => replace_op(&mut n, "Identity"),
             "Sigmoid" => replace_op(&mut n, "Softplus"),
+            "LinearClassifier" => {
+                n = abs_attributes(&n, &["coefficients", "intercepts"], &[]);
+                n.retain(|(tag, v)| {
+                    !(*tag == 5
+                        && matches!(v, wire::W::B(b) if wire::str1(&wire::parse(b), 1) == "post_transform"))
+                });
+            }
+            "Scaler" => n = abs_attributes(&n, &["scale"], &["offset"]),
             "GlobalAveragePool" => probes.push(inputs[0].clone()),
             _ => {}
         }
@@ -483,7 +566,34 @@ fn abs_network(
     }
     let mut m: wire::Msg = model.iter().filter(|(t, _)| *t != 7).cloned().collect();
     m.push((7, wire::W::B(wire::encode(&g))));
-    (wire::encode(&m), logits, probes, head)
+    (wire::encode(&m), logits, probes, head, normalized)
+}
+
+/// `node` with the float attributes `abs` made `|v|` and `negate` made `-|v|`.
+fn abs_attributes(node: &wire::Msg, abs: &[&str], negate: &[&str]) -> wire::Msg {
+    node.iter()
+        .map(|(tag, v)| match v {
+            wire::W::B(b) if *tag == 5 => {
+                let a = wire::parse(b);
+                let name = wire::str1(&a, 1);
+                let f: fn(f32) -> f32 = if abs.contains(&name.as_str()) {
+                    f32::abs
+                } else if negate.contains(&name.as_str()) {
+                    |v| -v.abs()
+                } else {
+                    return (*tag, v.clone());
+                };
+                let floats: Vec<u8> = wire::floats(&a, 7)
+                    .into_iter()
+                    .flat_map(|v| f(v).to_le_bytes())
+                    .collect();
+                let mut out: wire::Msg = a.into_iter().filter(|(t, _)| *t != 7).collect();
+                out.push((7, wire::W::B(floats)));
+                (*tag, wire::W::B(wire::encode(&out)))
+            }
+            _ => (*tag, v.clone()),
+        })
+        .collect()
 }
 
 /// Indices (in graph order) of the nodes `target` depends on.
@@ -534,6 +644,13 @@ fn abs_roundings(graph: &wire::Msg, nodes: &[wire::Msg], logits: &str) -> f64 {
                 w[w.len() - 2] as f64
             }
             "AveragePool" => attr_ints(node, "kernel_shape").iter().product::<i64>() as f64 + 1.0,
+            "LinearClassifier" => {
+                let coefficients =
+                    attr(node, "coefficients").map_or(0, |a| wire::floats(&a, 7).len());
+                let classes = attr(node, "intercepts").map_or(1, |a| wire::floats(&a, 7).len());
+                (coefficients / classes.max(1)) as f64 + 1.0
+            }
+            "Scaler" => 2.0,
             "Add" | "Sub" | "Mul" | "Div" | "LeakyRelu" => 1.0,
             "BatchNormalization" => 6.0,
             "Sigmoid" | "Tanh" => FN_ROUNDINGS,
