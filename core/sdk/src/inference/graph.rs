@@ -23,7 +23,7 @@
 //! convolution, activations and global pooling read that layout as is, and any other reader
 //! (or a requested output) gets a transposed copy in ONNX's layout.
 //!
-//! The plan is built once: shapes are static (the loader pins a batch-1 input), every
+//! The plan is built once: shapes are static (the loader pins the input shape, any batch), every
 //! intermediate tensor gets a buffer sized at load, constant operands are broadcast to their
 //! output shape at load, a bias `Add` after a `MatMul`, a `BatchNormalization` after a
 //! convolution and an activation after either are fused into that step. A prediction borrows
@@ -35,8 +35,13 @@
 //! no indices output), `GlobalAveragePool`, `GlobalMaxPool`, `Flatten`, `Reshape` (constant
 //! shape), `Gemm`, `MatMul` with constant weights, `Add`/`Mul`/`Sub` with a constant
 //! broadcastable operand (or two tensors of one shape), `BatchNormalization` (inference),
-//! `Softmax` over the last axis, `Concat`, `Identity`, `Dropout` (inference), `Cast` to float.
-//! Anything else (another operator, another element type, a batch other than 1, a constant
+//! `Softmax` over the last axis, `Concat`, `Identity`, `Dropout` (inference), `Cast` to float;
+//! from ONNX-ML, what scikit-learn exports put around a model: `LinearClassifier` (two scores
+//! or more, post transform `NONE`, `LOGISTIC` or `SOFTMAX`), `Scaler`, `Normalizer`; and a
+//! classifier's label branch, integer outputs computed from their scores when read: `ArgMax`
+//! over the last axis, an `ArrayFeatureExtractor` of the class labels, `Reshape`, `Cast` to an
+//! integer type. A convolution runs on each batch element in turn.
+//! Anything else (another operator, another element type, a constant
 //! subgraph, an output that is not float, a dilated `SAME_*` window, which ONNX Runtime
 //! refuses) makes [`plan`] return `None` and tract takes the model; a graph that contradicts
 //! itself (weights whose shape does not fit their input, an initializer whose data does not
@@ -2554,13 +2559,10 @@ mod tests {
             g.initializer[0].float_data.pop();
         }
         assert!(refused(&short, &[1, 3, 20]).contains("values"));
-        // Covered elsewhere: another group count, a batch of 2, an unknown operator.
+        // Covered elsewhere: another group count, an unknown operator.
         let grouped = conv(&[4, 1, 3], vec![int("group", 3)]);
         assert!(matches!(plan(&grouped, &[1, 3, 20], None), Ok(None)));
-        assert!(matches!(
-            plan(&conv(&[4, 3, 3], vec![]), &[2, 3, 20], None),
-            Ok(None)
-        ));
+        assert!(load_and_run(&conv(&[4, 3, 3], vec![]), &[2, 3, 20]).expect("a batch of 2"));
         let other = graph_of(vec![node("Erf", &["x"], "y", vec![])], vec![], 2, 17);
         assert!(matches!(plan(&other, &[1, 4], None), Ok(None)));
         assert!(load_and_run(&conv(&[4, 3, 3], vec![]), &[1, 3, 20]).expect("valid"));
