@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-from harness import Server
+from harness import REPO, Server
+
+# Tolerances derived from each model's arithmetic: one module for the SDK's Python tests and
+# these (``onnx_tolerance``).
+sys.path.insert(0, str(REPO / "bindings" / "python" / "tests"))
 
 
 @pytest.fixture
