@@ -11,16 +11,16 @@ cd "$(dirname "$0")/.."
 export VITALCORE_CACHE=${VITALCORE_CACHE:-$PWD/.cache}
 PY=${VITALCORE_PYTHON:-.venv/bin/python}
 export VITALCORE_PYTHON=$PY
-devices=20 checks=6
+devices=96 checks=8
 args=("$@")
 for ((i = 0; i < ${#args[@]}; i++)); do
   case "${args[i]}" in
-    --devices) devices=${args[i + 1]:-20} ;;
-    --checks-per-device) checks=${args[i + 1]:-6} ;;
+    --devices) devices=${args[i + 1]:-96} ;;
+    --checks-per-device) checks=${args[i + 1]:-8} ;;
   esac
 done
 SECONDS=0
-"$PY" scripts/demo/simulate.py --count $((devices * checks))
+"$PY" scripts/demo/simulate.py --devices "$devices" --checks-per-device "$checks"
 echo "demo: simulated recordings ready in ${SECONDS} s" >&2
 SECONDS=0
 cargo build --quiet --release --locked -p vitalcore-e2e --bin vitalcore-demo

@@ -3,16 +3,23 @@
 
 The model tells a regular pulse rhythm from an irregular one, from feature set v1 features that
 ``vitalcore analyze`` (the SDK's own signal crate, the one implementation of the features)
-computes on 30 s fingertip-style PPG recordings simulated with NeuroKit2: 30 s is what watches
-and phones take, and every feature the model reads is defined on a 30 s check (sample entropy,
-which needs 20 clean NN intervals and template matches, is left to long checks). Labels come from the
-simulation itself: "irregular" recordings are simulated with a large beat-to-beat interval
-randomness, "regular" ones with little. No recording of a real person is used.
+computes on 30 s fingertip-style PPG recordings simulated by ``population.py`` (beats drawn as
+NeuroKit2's ``ppg_simulate`` draws them, from explicit beat times): 30 s is what watches and
+phones take, and every feature the model reads is defined on a 30 s check (sample entropy,
+which needs 20 clean NN intervals and template matches, is left to long checks). Labels come
+from the simulation itself. No recording of a real person is used.
+
+The people simulated are deliberately a *narrow* cohort, ``v1-cohort`` in ``population.py``
+(adults 40-64 at rest, resting heart rates 55-85 bpm, little breathing-driven variability, a
+clean fingertip sensor, no premature beats, pronounced irregularity when irregular): the
+small, tidy data set a first model is typically built from. The demo's fleet is a broader
+population, and the model trained on the fleet's data is measured against this one on it.
 
 Steps: simulate -> ``vitalcore analyze --signal ppg --format json`` -> standardize (the
 manifest carries mean/scale, the SDK applies them) -> GradientBoostingClassifier -> skl2onnx
 (``zipmap=False``, ai.onnx.ml opset 3) -> self-test vector whose expected output is computed
-by ONNX Runtime -> ``vitalcore model sign`` with a development key.
+by ONNX Runtime -> ``vitalcore model sign`` with a development key. Held-out figures are on
+30 % of the simulated *people* (all their checks), not of the recordings.
 
 Usage (from the repository root, after ``make data`` and ``cargo build --features cli``):
 
@@ -35,6 +42,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import population  # noqa: E402
+
 # sqi is left out on purpose: on these simulations the quality index falls with rhythm
 # irregularity, and a model must not learn "poor signal" as "irregular rhythm".
 FEATURES = ["hr_mean", "sdnn", "rmssd", "pnn50", "sd1", "sd2", "ectopic_fraction"]
@@ -43,36 +53,24 @@ UNITS = {
     "hr_mean": "bpm", "sdnn": "ms", "rmssd": "ms", "pnn50": "%", "sd1": "ms", "sd2": "ms",
     "ectopic_fraction": "1",
 }
-RATE = 64
-DURATION_S = 30
+RATE = population.RATE
+DURATION_S = population.DURATION_S
 NAME = "rhythm-ppg"
 VERSION = "1.0.0"
 OPSETS = {"": 17, "ai.onnx.ml": 3}
 
 
-def simulate(n: int, seed: int) -> list[tuple[np.ndarray, int, dict]]:
-    import neurokit2 as nk
+COHORT = "v1-cohort"
+CHECKS_PER_PERSON = 4
 
-    rng = np.random.default_rng(seed)
-    out = []
-    for i in range(n):
-        irregular = i % 2
-        params = {
-            "heart_rate": float(rng.uniform(50, 110)),
-            "ibi_randomness": float(rng.uniform(0.2, 0.4) if irregular else rng.uniform(0.0, 0.08)),
-            "frequency_modulation": float(rng.uniform(0.0, 0.3)),
-            "motion_amplitude": float(rng.uniform(0.0, 0.15)),
-            "drift": float(rng.uniform(0.0, 0.5)),
-        }
-        sig = nk.ppg_simulate(
-            duration=DURATION_S,
-            sampling_rate=RATE,
-            powerline_amplitude=0.0,
-            random_state=int(rng.integers(1 << 31)),
-            **params,
-        )
-        out.append((np.asarray(sig), irregular, params))
-    return out
+
+def simulate(people: int, seed: int) -> list[tuple[np.ndarray, int, int]]:
+    """``(signal, irregular, person)`` for ``people`` persons of the narrow cohort, four
+    checks each (two regular, two irregular)."""
+    return [
+        (sig, int(label == "irregular"), i)
+        for i, _p, label, sig in population.simulate_cohort(COHORT, people, CHECKS_PER_PERSON, seed)
+    ]
 
 
 def analyze(vitalcore: Path, signal: np.ndarray, tmp: Path) -> dict | None:
@@ -98,43 +96,48 @@ def main() -> None:
     ap.add_argument("--vitalcore", type=Path, required=True, help="built vitalcore CLI (feature cli)")
     ap.add_argument("--out", type=Path, default=Path("models"))
     ap.add_argument("--key", type=Path, default=Path(".cache/dev-model-key.pk8"))
-    ap.add_argument("--recordings", type=int, default=400)
+    ap.add_argument("--people", type=int, default=100, help="people of the narrow cohort (4 checks each)")
     ap.add_argument("--seed", type=int, default=20261126)
     args = ap.parse_args()
 
     from onnxruntime import InferenceSession
     from skl2onnx import to_onnx
     from sklearn.ensemble import GradientBoostingClassifier
-    from sklearn.model_selection import train_test_split
+    from sklearn.model_selection import GroupShuffleSplit
 
     # Simulation + analysis is the slow part; cached per (seed, count, features) in .cache.
-    cache = Path(".cache") / f"rhythm-ppg-features-{args.seed}-{args.recordings}.json"
+    recordings = args.people * CHECKS_PER_PERSON
+    cache = Path(".cache") / f"rhythm-ppg-features-{COHORT}-{args.seed}-{args.people}.json"
     if cache.exists() and json.loads(cache.read_text())["features"] == FEATURES:
         doc = json.loads(cache.read_text())
-        rows, labels = doc["rows"], doc["labels"]
+        rows, labels, people = doc["rows"], doc["labels"], doc["people"]
     else:
-        rows, labels = [], []
+        rows, labels, people = [], [], []
         with tempfile.TemporaryDirectory() as tmp:
-            for sig, label, _ in simulate(args.recordings, args.seed):
+            for sig, label, who in simulate(args.people, args.seed):
                 feats = analyze(args.vitalcore, sig, Path(tmp))
                 if feats is not None:
                     rows.append([feats[f] for f in FEATURES])
                     labels.append(label)
+                    people.append(who)
         cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps({"features": FEATURES, "rows": rows, "labels": labels}))
+        cache.write_text(json.dumps({"features": FEATURES, "rows": rows, "labels": labels, "people": people}))
     x = np.asarray(rows, dtype=np.float64)
     y = np.asarray(labels, dtype=np.int64)
-    print(f"{len(y)} of {args.recordings} recordings analysed ({int(y.sum())} irregular)")
+    groups = np.asarray(people)
+    print(f"{len(y)} of {recordings} recordings of {args.people} people analysed ({int(y.sum())} irregular)")
 
     mean = x.mean(axis=0)
     scale = x.std(axis=0)
     scale[scale == 0] = 1.0
     z = ((x - mean) / scale).astype(np.float32)
-    z_train, z_test, y_train, y_test = train_test_split(z, y, test_size=0.3, random_state=0, stratify=y)
+    # Held out by person: no one's checks are on both sides.
+    train_idx, test_idx = next(GroupShuffleSplit(n_splits=1, test_size=0.3, random_state=0).split(z, y, groups))
+    z_train, z_test, y_train, y_test = z[train_idx], z[test_idx], y[train_idx], y[test_idx]
     clf = GradientBoostingClassifier(n_estimators=60, max_depth=2, learning_rate=0.1, random_state=0)
     clf.fit(z_train, y_train)
     acc = float((clf.predict(z_test) == y_test).mean())
-    print(f"held-out accuracy: {acc:.3f} on {len(y_test)} simulated recordings")
+    print(f"held-out accuracy: {acc:.3f} on {len(y_test)} simulated recordings of {len(set(groups[test_idx]))} people")
 
     onx = to_onnx(clf, z_train[:1], options={id(clf): {"zipmap": False}}, target_opset=OPSETS)
     onnx_bytes = onx.SerializeToString()
@@ -195,10 +198,14 @@ def main() -> None:
     # The exact signed bytes, so what a reader sees is what was signed.
     (args.out / f"{NAME}.manifest.json").write_bytes(payload)
     (args.out / f"{NAME}.metrics.json").write_text(json.dumps({
-        "recordings_simulated": args.recordings,
+        "cohort": COHORT,
+        "cohort_description": population.COHORTS[COHORT].description,
+        "people": args.people,
+        "recordings_simulated": recordings,
         "recordings_analysed": int(len(y)),
         "irregular": int(y.sum()),
         "held_out": int(len(y_test)),
+        "held_out_people": int(len(set(groups[test_idx]))),
         "held_out_accuracy": round(acc, 4),
         "seed": args.seed,
     }, indent=2) + "\n")

@@ -125,6 +125,25 @@ def test_tolerance_lets_a_slightly_worse_model_through(server: Server, tmp_path:
     assert cmp["tolerance"] == pytest.approx(tolerance, abs=1e-4)
 
 
+def test_require_improvement_refuses_an_equal_model_and_publishes_a_better_one(server: Server, tmp_path: Path) -> None:
+    seed(server)
+    # v1: the weak model. The same model again is not better: refused, nothing uploaded.
+    assert run_trainer(server.url, tmp_path, *REF, *WEAK).code == 0
+    same = run_trainer(server.url, tmp_path, *REF, *WEAK, "--require-improvement")
+    assert same.code == 3, same.stderr
+    line = one_line(same.stderr)
+    assert "not better than the active rhythm-ppg 1.0.0" in line and "must lie above 0" in line, line
+    assert server.served_manifest()["version"] == "1.0.0"
+    card = (tmp_path / "rhythm-ppg-2.0.0" / "MODEL_CARD.md").read_text()
+    assert "not published" in card and "Publication rule: better" in card
+    # All rhythm features: better beyond the paired interval, published.
+    better = run_trainer(server.url, tmp_path / "b", *REF, "--require-improvement")
+    assert better.code == 0, better.stderr
+    assert server.served_manifest()["version"] == "2.0.0"
+    cmp = json.loads((tmp_path / "b" / "rhythm-ppg-2.0.0" / "metrics.json").read_text())["comparison"]
+    assert cmp["auroc_delta"]["ci_low"] > 0, cmp["auroc_delta"]
+
+
 def perturbed(runner: parity.Runner) -> parity.Runner:
     """A second runtime that disagrees: it runs a model whose first tree leaf weight is shifted.
 

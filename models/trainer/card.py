@@ -94,6 +94,8 @@ def render(report: dict[str, Any]) -> str:
         for k in cmp["candidate"]:
             lines.append(f"| {k} | {_fmt(cmp['candidate'][k])} | {_fmt(cmp['active_metrics'][k])} |")
         lines += ["", f"AUROC difference (this - active, paired bootstrap): {_fmt(cmp['auroc_delta'])}."]
+        if cmp.get("rule"):
+            lines += ["", f"Publication rule: {cmp['rule']}."]
     parity = report.get("parity")
     lines += ["", "## Parity", ""]
     if parity is None:

@@ -85,6 +85,12 @@ def parser() -> argparse.ArgumentParser:
         help="how much lower than the active model's held-out AUROC the new one may be (default 0)",
     )
     t.add_argument(
+        "--require-improvement",
+        action="store_true",
+        help="publish only a model better than the active one: the paired bootstrap interval of the held-out "
+        "AUROC difference (new - active) must lie above 0",
+    )
+    t.add_argument(
         "--parity-runner",
         choices=sorted(parity.RUNNERS),
         default="sdk",
@@ -135,6 +141,7 @@ def options(ns: argparse.Namespace) -> Options:
         seed=ns.seed,
         bootstrap=ns.bootstrap,
         tolerance=ns.tolerance,
+        require_improvement=ns.require_improvement,
         parity_runner=ns.parity_runner,
         rollout_percent=ns.rollout_percent,
         valid_days=ns.valid_days,

@@ -49,6 +49,9 @@ class Options:
     seed: int = 0
     bootstrap: int = 1000
     tolerance: float = 0.0
+    # Publish only a model better than the active one: the paired bootstrap interval of the
+    # AUROC difference (new - active) on the same held-out rows must lie above 0.
+    require_improvement: bool = False
     parity_runner: str = "sdk"
     rollout_percent: int = 100
     valid_days: int = 365
@@ -200,7 +203,7 @@ def run(opts: Options, runner: parity.Runner | None = None, say: Callable[[str],
     try:
         if active is not None:
             with clock.stage("compare_active"):
-                report["comparison"] = _compare(opts, ds, active, p_new, say)
+                _compare(opts, ds, active, p_new, say, report)
         chosen = runner or parity.RUNNERS[opts.parity_runner]
         with clock.stage("parity"):
             res = parity.check(fitted.onnx, z_held, opts.parity_runner, chosen, progress=opts.progress)
@@ -234,7 +237,11 @@ def run(opts: Options, runner: parity.Runner | None = None, say: Callable[[str],
     return Outcome(version, bundle, report, published=True)
 
 
-def _compare(opts: Options, ds: data.Dataset, active: Any, p_new: np.ndarray, say: Callable[[str], None]) -> dict[str, Any]:
+def _compare(
+    opts: Options, ds: data.Dataset, active: Any, p_new: np.ndarray, say: Callable[[str], None], report: dict[str, Any]
+) -> None:
+    """Scores the active model on the held-out rows; ``report["comparison"]`` gets the figures
+    (also when the new model is then refused, so its card shows why)."""
     try:
         p_old = active_model.score(active.manifest, active.onnx, ds.held_out_columns, opts.labels[1])
     except TrainerError:
@@ -265,12 +272,21 @@ def _compare(opts: Options, ds: data.Dataset, active: Any, p_new: np.ndarray, sa
         "tolerance": opts.tolerance,
     }
     say(f"against active {cmp['active']} on {cmp['rows']} rows: AUROC {new_auc:.3f} vs {old_auc:.3f}")
+    report["comparison"] = cmp
+    delta = deltas["active"]
+    cmp["rule"] = (
+        "better: paired AUROC difference CI above 0" if opts.require_improvement else f"not worse by more than {opts.tolerance:g} AUROC"
+    )
+    if opts.require_improvement and not delta.low > 0:
+        raise WorseThanActive(
+            f"refused: the new model is not better than the active {cmp['active']} on the same {cmp['rows']} held-out rows "
+            f"(AUROC {new_auc:.3f} vs {old_auc:.3f}, difference {delta}; its interval must lie above 0)"
+        )
     if new_auc < old_auc - opts.tolerance:
         raise WorseThanActive(
             f"refused: the new model is worse than the active {cmp['active']} on the same {cmp['rows']} held-out rows "
             f"(AUROC {new_auc:.3f} < {old_auc:.3f})"
         )
-    return cmp
 
 
 def _write_bundle(bundle: Path, onnx: bytes, manifest: dict[str, Any], report: dict[str, Any]) -> None:

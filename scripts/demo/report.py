@@ -77,14 +77,38 @@ def metrics_plot(summary: dict) -> str:
     for i, (side, version) in enumerate(zip(("active", "candidate"), versions)):
         m = held[side]
         vals = np.array([m[n]["value"] for n in names])
-        lo = vals - np.array([m[n]["ci_low"] for n in names])
-        hi = np.array([m[n]["ci_high"] for n in names]) - vals
+        lo = np.maximum(vals - np.array([m[n]["ci_low"] for n in names]), 0.0)
+        hi = np.maximum(np.array([m[n]["ci_high"] for n in names]) - vals, 0.0)
         xs = np.arange(len(names)) + (i - 0.5) * width
         ax.bar(xs, vals, width, yerr=[lo, hi], capsize=4, label=version, color=["#9e9e9e", "#1b9e77"][i])
     ax.set_xticks(np.arange(len(names)), names)
     ax.set_ylim(0, 1.05)
     ax.set_title("held-out metrics by model version (95% CI)", fontsize=10, loc="left")
     ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return png(fig)
+
+
+def subgroup_plot(evaluation: dict) -> str:
+    """AUROC of v1 and v2 with 95 % CIs, one row per subgroup of the held-out panel."""
+    groups = [g for g in evaluation["subgroups"] if "v1" in g]
+    fig, ax = plt.subplots(figsize=(8, 0.55 * len(groups) + 1.4))
+    ys = np.arange(len(groups))[::-1]
+    for off, side, color in ((0.15, "v1", "#9e9e9e"), (-0.15, "v2", "#1b9e77")):
+        vals = np.array([g[side]["auroc"]["value"] for g in groups])
+        # A percentile interval need not contain the point estimate (a skewed resample
+        # distribution): the bar then starts at the point.
+        lo = np.maximum(vals - np.array([g[side]["auroc"]["ci_low"] for g in groups]), 0.0)
+        hi = np.maximum(np.array([g[side]["auroc"]["ci_high"] for g in groups]) - vals, 0.0)
+        label = {"v1": "v1 (bundled, narrow cohort)", "v2": "v2 (trained on the fleet)"}[side]
+        ax.errorbar(vals, ys + off, xerr=[lo, hi], fmt="o", color=color, capsize=3, label=label)
+    names = [f"{g['cohort']}{' *' if g['shifted'] else ''}\n{g['verdict']}" for g in groups]
+    ax.set_yticks(ys, names, fontsize=8)
+    ax.set_xlabel("held-out AUROC (95% CI, bootstrap over people)")
+    ax.set_xlim(min(0.5, min(g["v1"]["auroc"]["ci_low"] for g in groups) - 0.02), 1.01)
+    ax.set_title("per subgroup, people neither model saw (* shifted from v1's cohort)", fontsize=10, loc="left")
+    ax.legend(fontsize=8, loc="lower left")
+    ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     return png(fig)
 
@@ -120,7 +144,23 @@ def main() -> None:
         ("parity runner", s["parity_runner"]),
     ]
     phases = [(p["phase"], f"{p['seconds']:.1f} s") for p in s.get("phases", [])]
+    evaluation = s["subgroups"]
+    sub_rows = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in (
+            g["cohort"] + (" (shifted)" if g["shifted"] else ""), g["description"], g["people"], g["checks"],
+            f"{fmt(g['v1']['auroc']['value'])} [{fmt(g['v1']['auroc']['ci_low'])}, {fmt(g['v1']['auroc']['ci_high'])}]",
+            f"{fmt(g['v2']['auroc']['value'])} [{fmt(g['v2']['auroc']['ci_low'])}, {fmt(g['v2']['auroc']['ci_high'])}]",
+            f"{fmt(g['v1']['accuracy']['value'])} / {fmt(g['v2']['accuracy']['value'])}",
+            g["verdict"],
+        )) + "</tr>"
+        for g in evaluation["subgroups"] if "v1" in g
+    )
+    sub_table = (
+        "<table><tr><th>subgroup</th><th>who</th><th>people</th><th>checks</th><th>v1 AUROC [95% CI]</th>"
+        f"<th>v2 AUROC [95% CI]</th><th>accuracy v1 / v2</th><th>verdict</th></tr>{sub_rows}</table>"
+    )
     plots = [
+        ("plot-subgroups", "Held-out AUROC per subgroup, v1 against v2", subgroup_plot(evaluation)),
         ("plot-signal", "A PPG signal with the beats the SDK detected", signal_plot(data["examples"])),
         ("plot-features", "Feature distributions by known label (checks before the update)", feature_plot(data["checks"])),
         ("plot-metrics", "Held-out metrics by model version", metrics_plot(s)),
@@ -143,6 +183,14 @@ img.plot {{ max-width: 100%; display: block; }}
 <p>Devices ran checks on the bundled model, synced anonymized features and labels; the trainer
 trained and published a new version over HTTP; every device verified it, installed it and ran
 its checks offline on it.</p>
+<p>The bundled model (v1) was trained by <code>models/scripts/train_default_model.py</code> on a
+narrow simulated cohort ({html.escape(str(evaluation.get("v1_cohort", "")))}). The fleet is a
+broader simulated population (<code>models/scripts/population.py</code>): the same cohort met
+again, the young, the older, checks during exercise, people with premature beats, a noisier
+sensor. v2 was trained on the fleet's synced, labelled features only; the trainer's publication
+rule was "{html.escape(s["gate"]["rule"])}" on its held-out fleet subjects. Below, both are scored on-device
+on a panel of other people from every subgroup, whom neither model saw.</p>
+<h2>Per subgroup (held-out panel)</h2>{sub_table}
 <h2>Run</h2>{table(rows)}
 <h2>Time per phase</h2>{table(phases + [("total", f"{s['wall_s']:.1f} s")])}
 <h2>Plots</h2>{figures}

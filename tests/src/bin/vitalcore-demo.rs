@@ -32,7 +32,9 @@ const MODEL: &str = "rhythm-ppg";
 const CLASSES: [&str; 2] = ["regular", "irregular"];
 const POSITIVE: &str = "irregular";
 /// Features shown in the report's distributions.
-const SHOWN: [&str; 4] = ["hr_mean", "rmssd", "sample_entropy", "ectopic_fraction"];
+const SHOWN: [&str; 4] = ["hr_mean", "sdnn", "rmssd", "ectopic_fraction"];
+/// `device` of the panel's evaluation device in errors.
+const PANEL: usize = usize::MAX;
 
 /// Why the demo stopped. Messages name the step, never a value of a user.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +51,8 @@ enum DemoError {
     Server(String),
     #[error("device {device}: {what}")]
     Device { device: usize, what: String },
+    #[error("panel device: {0}")]
+    Panel(String),
     #[error("trainer: {0}")]
     Trainer(String),
     #[error("report: {0}")]
@@ -63,9 +67,12 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DemoError {
 }
 
 fn dev(device: usize) -> impl Fn(vitalcore::EngineError) -> DemoError {
-    move |e| DemoError::Device {
-        device,
-        what: e.to_string(),
+    move |e| match device {
+        PANEL => DemoError::Panel(e.to_string()),
+        _ => DemoError::Device {
+            device,
+            what: e.to_string(),
+        },
     }
 }
 
@@ -77,7 +84,9 @@ struct Args {
     cache: PathBuf,
     python: PathBuf,
     postgres: Option<String>,
-    tolerance: f64,
+    /// `None`: the trainer publishes only a model better than the active one (the paired
+    /// AUROC difference's interval above 0); `Some(t)`: one not worse by more than `t`.
+    tolerance: Option<f64>,
     /// Passed to the trainer when given (small fleets need a bigger held-out share).
     held_out: Option<f64>,
     min_rows_per_class: Option<usize>,
@@ -86,8 +95,8 @@ struct Args {
 fn parse_args() -> Result<Args> {
     let repo = std::env::current_dir().map_err(io("current directory"))?;
     let mut a = Args {
-        devices: 20,
-        checks_per_device: 6,
+        devices: 96,
+        checks_per_device: 8,
         out: repo.join("demo-out"),
         cache: std::env::var_os("VITALCORE_CACHE")
             .map(PathBuf::from)
@@ -97,7 +106,7 @@ fn parse_args() -> Result<Args> {
             .unwrap_or_else(|| repo.join(".venv/bin/python")),
         repo,
         postgres: None,
-        tolerance: 0.05,
+        tolerance: None,
         held_out: None,
         min_rows_per_class: None,
     };
@@ -134,11 +143,15 @@ fn parse_args() -> Result<Args> {
                 )
             }
             "--tolerance" => {
-                a.tolerance = value()?
-                    .parse()
-                    .ok()
-                    .filter(|t: &f64| t.is_finite() && *t >= 0.0)
-                    .ok_or_else(|| DemoError::Usage("--tolerance takes a number >= 0".into()))?
+                a.tolerance = Some(
+                    value()?
+                        .parse()
+                        .ok()
+                        .filter(|t: &f64| t.is_finite() && *t >= 0.0)
+                        .ok_or_else(|| {
+                            DemoError::Usage("--tolerance takes a number >= 0".into())
+                        })?,
+                )
             }
             "-h" | "--help" => {
                 println!(
@@ -161,6 +174,10 @@ struct Recording {
     rate_hz: f64,
     samples: Vec<f64>,
     label: Option<String>,
+    /// Subgroup of the simulated population (`models/scripts/population.py`).
+    cohort: Option<String>,
+    /// Whose recording: the fleet device or the panel person (within its cohort).
+    owner: usize,
 }
 
 fn read_samples(path: &Path) -> Result<Vec<f64>> {
@@ -184,59 +201,96 @@ fn read_json(path: &Path) -> Result<serde_json::Value> {
     })
 }
 
-/// Simulated recordings (known labels, `scripts/demo/simulate.py`) and the real heartpy PPG
-/// recordings cut into 60 s pieces (no label: nobody annotated their rhythm).
-fn recordings(cache: &Path, needed: usize) -> Result<(Vec<Recording>, Vec<Recording>)> {
-    let sim_dir = cache.join("demo/sim");
-    let index = read_json(&sim_dir.join("index.json"))?;
-    let mut sim = Vec::new();
-    // The cache may hold more than this run uses (an earlier, bigger run): read only those.
-    for r in index["recordings"]
+/// What `scripts/demo/simulate.py` wrote: the fleet's recordings by device, the held-out
+/// panel's, and the cohorts' descriptions.
+struct Simulated {
+    fleet: Vec<Vec<Recording>>,
+    panel: Vec<Recording>,
+    cohorts: serde_json::Value,
+}
+
+fn sim_entry(dir: &Path, r: &serde_json::Value, owner_key: &str) -> Result<Recording> {
+    let (Some(file), Some(label), Some(rate), Some(cohort), Some(owner)) = (
+        r["file"].as_str(),
+        r["label"].as_str(),
+        r["rate_hz"].as_f64(),
+        r["cohort"].as_str(),
+        r[owner_key].as_u64(),
+    ) else {
+        return Err(DemoError::Usage(format!(
+            "{} is malformed: rerun scripts/demo/simulate.py",
+            dir.join("index.json").display()
+        )));
+    };
+    Ok(Recording {
+        source: "simulated".into(),
+        rate_hz: rate,
+        samples: read_samples(&dir.join(file))?,
+        label: Some(label.to_owned()),
+        cohort: Some(cohort.to_owned()),
+        owner: owner as usize,
+    })
+}
+
+/// Simulated recordings (known labels and subgroups, `scripts/demo/simulate.py`) for
+/// `devices` x `checks` fleet checks and the panel.
+fn simulated(cache: &Path, devices: usize, checks: usize) -> Result<Simulated> {
+    let dir = cache.join("demo/sim");
+    let index = read_json(&dir.join("index.json"))?;
+    let key = &index["key"];
+    if key["devices"].as_u64() != Some(devices as u64)
+        || key["checks_per_device"].as_u64() != Some(checks as u64)
+    {
+        return Err(DemoError::Usage(format!(
+            "the simulated recordings in {} are for another fleet: run scripts/demo/simulate.py \
+             --devices {devices} --checks-per-device {checks}",
+            dir.display()
+        )));
+    }
+    let mut fleet: Vec<Vec<Recording>> = vec![Vec::new(); devices];
+    for r in index["fleet"].as_array().into_iter().flatten() {
+        let rec = sim_entry(&dir, r, "device")?;
+        if let Some(d) = fleet.get_mut(rec.owner) {
+            d.push(rec);
+        }
+    }
+    let panel = index["panel"]
         .as_array()
         .into_iter()
         .flatten()
-        .take(needed)
-    {
-        let (Some(file), Some(label), Some(rate)) = (
-            r["file"].as_str(),
-            r["label"].as_str(),
-            r["rate_hz"].as_f64(),
-        ) else {
-            return Err(DemoError::Usage(format!(
-                "{} is malformed: rerun scripts/demo/simulate.py",
-                sim_dir.join("index.json").display()
-            )));
-        };
-        sim.push(Recording {
-            source: "neurokit2".into(),
-            rate_hz: rate,
-            samples: read_samples(&sim_dir.join(file))?,
-            label: Some(label.to_owned()),
-        });
-    }
+        .map(|r| sim_entry(&dir, r, "person"))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Simulated {
+        fleet,
+        panel,
+        cohorts: index["cohorts"].clone(),
+    })
+}
+
+/// The real heartpy PPG recordings cut into 60 s pieces (no label: nobody annotated their
+/// rhythm).
+fn real_recordings(cache: &Path) -> Result<Vec<Recording>> {
     let mut real = Vec::new();
     for name in ["heartpy_data1", "heartpy_data2", "heartpy_data3"] {
         let meta = read_json(&cache.join(format!("recordings/{name}.json")))?;
         let rate = meta["rate_hz"].as_f64().unwrap_or(100.0);
         let x = read_samples(&cache.join(format!("recordings/{name}.csv")))?;
         let piece = (rate * 60.0) as usize;
+        let rec = |samples: Vec<f64>| Recording {
+            source: name.into(),
+            rate_hz: rate,
+            samples,
+            label: None,
+            cohort: None,
+            owner: 0,
+        };
         if x.len() < piece {
-            real.push(Recording {
-                source: name.into(),
-                rate_hz: rate,
-                samples: x,
-                label: None,
-            });
+            real.push(rec(x));
         } else {
-            real.extend(x.chunks_exact(piece).map(|c| Recording {
-                source: name.into(),
-                rate_hz: rate,
-                samples: c.to_vec(),
-                label: None,
-            }));
+            real.extend(x.chunks_exact(piece).map(|c| rec(c.to_vec())));
         }
     }
-    Ok((sim, real))
+    Ok(real)
 }
 
 /// The in-process server and what the demo needs of it.
@@ -395,6 +449,8 @@ struct CheckStat {
     usable: f64,
     acceptable: bool,
     outcome: &'static str,
+    cohort: Option<String>,
+    owner: usize,
 }
 
 /// Runs one PPG check; returns its id, its stats and the beats found.
@@ -451,6 +507,8 @@ fn run_check(
             usable: r.check.quality.sqi,
             acceptable: r.check.quality.acceptable,
             outcome,
+            cohort: rec.cohort.clone(),
+            owner: rec.owner,
         },
         r.peaks,
     ))
@@ -546,6 +604,19 @@ fn open_device(a: &Args, server: &DeviceConfig, d: usize, key: &[u8; 32]) -> Res
     Ok(engine)
 }
 
+/// The panel's evaluation device: no sync endpoint (nothing of it leaves), the server's key
+/// pinned to verify the update installed on it.
+fn open_panel(a: &Args, server_key_hex: &str) -> Result<Vitalcore> {
+    let key = [7u8; 32];
+    Vitalcore::open(
+        Config::new(a.out.join("panel"))
+            .subject("panel")
+            .model_public_keys(vec![server_key_hex.to_owned()]),
+        &InMemoryKeyProvider::new(key),
+    )
+    .map_err(dev(PANEL))
+}
+
 /// The trainer's parity runner: the SDK's own inference through the `vitalcore` Python module
 /// when the trainer can run it, else the onnx package's reference evaluator.
 async fn parity_runner(a: &Args) -> &'static str {
@@ -619,14 +690,19 @@ async fn run(args: Result<Args>) -> Result<()> {
         std::fs::remove_dir_all(&a.out).map_err(io("clearing the output dir"))?;
     }
     std::fs::create_dir_all(&a.out).map_err(io("creating the output dir"))?;
-    let needed = a.devices * a.checks_per_device;
-    let (sim, real) = recordings(&a.cache, needed)?;
-    if sim.len() < needed {
+    let sim = simulated(&a.cache, a.devices, a.checks_per_device)?;
+    if let Some(d) = sim
+        .fleet
+        .iter()
+        .position(|r| r.len() != a.checks_per_device)
+    {
         return Err(DemoError::Usage(format!(
-            "{needed} simulated recordings needed, {} cached: run scripts/demo/simulate.py --count {needed}",
-            sim.len()
+            "device {d} has {} simulated recordings, not {}: rerun scripts/demo/simulate.py",
+            sim.fleet[d].len(),
+            a.checks_per_device
         )));
     }
+    let real = real_recordings(&a.cache)?;
     phases.mark("load recordings");
     let server = start_server(&a.out.join("server"), a.postgres.as_deref()).await?;
     let http = reqwest::Client::new();
@@ -654,9 +730,7 @@ async fn run(args: Result<Args>) -> Result<()> {
         engine
             .grant_consent("model_training", "v1")
             .map_err(dev(d))?;
-        let mut recs: Vec<&Recording> = sim[d * a.checks_per_device..(d + 1) * a.checks_per_device]
-            .iter()
-            .collect();
+        let mut recs: Vec<&Recording> = sim.fleet[d].iter().collect();
         if let Some(r) = real.get(d % real.len().max(1)) {
             recs.push(r);
         }
@@ -696,6 +770,17 @@ async fn run(args: Result<Args>) -> Result<()> {
         engine.shutdown().map_err(dev(d))?;
     }
     phases.mark("devices: checks, labels, sync (v1)");
+
+    // The panel: people of every subgroup whom neither model saw (never synced), scored
+    // on-device by the bundled model now and by v2 after the update.
+    let panel = open_panel(&a, &server.public_key_hex)?;
+    let mut panel_stats = Vec::with_capacity(2 * sim.panel.len());
+    for (i, rec) in sim.panel.iter().enumerate() {
+        let start_s = t0_s + i as f64 * 600.0;
+        panel_stats.push(run_check(&panel, PANEL, rec, start_s, "v1")?.1);
+    }
+    panel.shutdown().map_err(dev(PANEL))?;
+    phases.mark("panel: held-out people scored by v1");
     let on_server = server
         .store
         .counts()
@@ -713,10 +798,12 @@ async fn run(args: Result<Args>) -> Result<()> {
     if let Some(n) = a.min_rows_per_class {
         trainer.arg("--min-rows-per-class").arg(n.to_string());
     }
+    match a.tolerance {
+        Some(t) => trainer.arg("--tolerance").arg(t.to_string()),
+        None => trainer.arg("--require-improvement"),
+    };
     let status = trainer
         .args(["--parity-runner", runner, "--no-progress"])
-        .arg("--tolerance")
-        .arg(a.tolerance.to_string())
         .arg("--out")
         .arg(&trainer_out)
         .current_dir(a.repo.join("models"))
@@ -727,7 +814,7 @@ async fn run(args: Result<Args>) -> Result<()> {
         .map_err(io(format!("starting {}", a.python.display())))?;
     if !status.success() {
         return Err(DemoError::Trainer(format!(
-            "exited with {status} (3 = refused: worse than the active model or parity failed)"
+            "exited with {status} (3 = refused: not better than the active model, or parity failed)"
         )));
     }
     phases.mark("trainer: export, fit, evaluate, parity, publish v2");
@@ -749,6 +836,7 @@ async fn run(args: Result<Args>) -> Result<()> {
         engine.shutdown().map_err(dev(d))?;
     }
     let archived = dir_bytes(&server.archive_dir);
+    let server_key = server.public_key_hex.clone();
     server.stop().await;
     phases.mark("devices: update to v2 (poll, verify, install)");
 
@@ -762,8 +850,7 @@ async fn run(args: Result<Args>) -> Result<()> {
             .map(|m| format!("{} {}", m.name, m.version))
             .unwrap_or_else(|| "none".into());
         *active_after.entry(active).or_default() += 1;
-        let recs = &sim[d * a.checks_per_device..(d + 1) * a.checks_per_device];
-        for (i, rec) in recs.iter().enumerate() {
+        for (i, rec) in sim.fleet[d].iter().enumerate() {
             let start_s = t0_s + (d * 100 + 50 + i) as f64 * 3600.0;
             let (_, stat, _) = run_check(&engine, d, rec, start_s, "v2")?;
             stats.push(stat);
@@ -778,6 +865,48 @@ async fn run(args: Result<Args>) -> Result<()> {
         .map(|e| e.path())
         .find(|p| p.join("signed.json").is_file())
         .ok_or_else(|| DemoError::Trainer("no published bundle in its output".into()))?;
+
+    // The panel again, on v2: the published bundle installed from the trainer's output
+    // (verified against the server's key like any update), the same recordings.
+    let panel = open_panel(&a, &server_key)?;
+    let envelope = std::fs::read(bundle.join("signed.json")).map_err(io("reading signed.json"))?;
+    let artifact = std::fs::read(bundle.join("model.onnx")).map_err(io("reading model.onnx"))?;
+    panel
+        .install_model(&envelope, &artifact)
+        .map_err(dev(PANEL))?;
+    for (i, rec) in sim.panel.iter().enumerate() {
+        let start_s = t0_s + (sim.panel.len() + i) as f64 * 600.0;
+        panel_stats.push(run_check(&panel, PANEL, rec, start_s, "v2")?.1);
+    }
+    panel.shutdown().map_err(dev(PANEL))?;
+    let panel_rows: Vec<serde_json::Value> = panel_stats
+        .iter()
+        .map(|s| {
+            json!({
+                "phase": s.phase, "cohort": s.cohort, "person": s.owner, "label": s.label,
+                "model": s.model, "p_irregular": s.p_irregular, "outcome": s.outcome,
+            })
+        })
+        .collect();
+    std::fs::write(
+        a.out.join("panel.json"),
+        serde_json::to_vec(&json!({"cohorts": sim.cohorts, "checks": panel_rows}))
+            .map_err(|e| DemoError::Server(e.to_string()))?,
+    )
+    .map_err(io("writing panel.json"))?;
+    let status = tokio::process::Command::new(&a.python)
+        .arg(a.repo.join("scripts/demo/evaluate.py"))
+        .arg(&a.out)
+        .status()
+        .await
+        .map_err(io(format!("starting {}", a.python.display())))?;
+    if !status.success() {
+        return Err(DemoError::Report(format!(
+            "evaluate.py exited with {status}"
+        )));
+    }
+    let subgroups = read_json(&a.out.join("evaluation.json"))?;
+    phases.mark("panel: v2 on the same people, metrics per subgroup");
     let metrics = read_json(&bundle.join("metrics.json"))?;
     let published = read_json(&bundle.join("manifest.json"))?["version"].clone();
     let mut summary = json!({
@@ -808,7 +937,11 @@ async fn run(args: Result<Args>) -> Result<()> {
             "active_model": metrics["comparison"]["active"],
             "counts": metrics["counts"],
         },
-        "tolerance": a.tolerance,
+        "gate": match a.tolerance {
+            Some(t) => json!({"rule": "not worse", "tolerance": t}),
+            None => json!({"rule": "better (paired AUROC difference CI above 0)"}),
+        },
+        "subgroups": subgroups,
         // The real recordings (no label: nobody annotated them) beside the simulated fleet:
         // what the quality gate said of each and what the model answered.
         "real_recordings": stats
@@ -826,7 +959,7 @@ async fn run(args: Result<Args>) -> Result<()> {
         .map(|s| {
             json!({
                 "phase": s.phase, "source": s.source, "label": s.label, "model": s.model,
-                "p_irregular": s.p_irregular, "features": s.features,
+                "p_irregular": s.p_irregular, "features": s.features, "cohort": s.cohort,
             })
         })
         .collect();
@@ -901,8 +1034,12 @@ fn print_summary(s: &serde_json::Value) {
             f(&p["on_device_accuracy"])
         );
     }
-    println!("real recordings (quality verdict, answer):");
+    println!("real recordings (quality verdict, answer; each piece once):");
+    let mut shown = std::collections::BTreeSet::new();
     for r in s["real_recordings"].as_array().into_iter().flatten() {
+        if !shown.insert(r.to_string()) {
+            continue;
+        }
         println!(
             "  {} {:<14} usable {}  {}  {}  p(irregular) {}",
             r["phase"].as_str().unwrap_or("-"),
@@ -917,9 +1054,27 @@ fn print_summary(s: &serde_json::Value) {
             f(&r["p_irregular"])
         );
     }
+    println!(
+        "held-out panel (people neither model saw, scored on-device), AUROC [95% CI] per subgroup:"
+    );
+    for g in s["subgroups"]["subgroups"].as_array().into_iter().flatten() {
+        let (o, n) = (&g["v1"]["auroc"], &g["v2"]["auroc"]);
+        println!(
+            "  {:<10} {:>4} checks  v1 {} [{}, {}]  v2 {} [{}, {}]  {}",
+            g["cohort"].as_str().unwrap_or("-"),
+            g["checks"],
+            f(&o["value"]),
+            f(&o["ci_low"]),
+            f(&o["ci_high"]),
+            f(&n["value"]),
+            f(&n["ci_low"]),
+            f(&n["ci_high"]),
+            g["verdict"].as_str().unwrap_or("-")
+        );
+    }
     let h = &s["held_out"];
     println!(
-        "held-out metrics (subjects the trainer did not fit on), {} -> {}:",
+        "trainer's held-out split (fleet subjects it did not fit on), {} -> {}:",
         h["active_model"].as_str().unwrap_or("-"),
         s["published_version"].as_str().unwrap_or("-")
     );
