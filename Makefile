@@ -45,9 +45,11 @@ $(CACHE)/quality/.stamp: $(CACHE)/.stamp scripts/quality_data.py
 
 data: $(CACHE)/quality/.stamp
 
-# Backend test services: PostgreSQL 15 (pg_ctlcluster) and the s3s-fs S3 server binary.
+# Backend test services: PostgreSQL 15 (pg_ctlcluster), the s3s-fs S3 server binary and
+# HAProxy (Debian's package; the scale-out test's load balancer).
 export VITALCORE_TEST_PG_URL ?= postgres://vitalcore_test:vitalcore_test@127.0.0.1:5432/vitalcore_test
 export VITALCORE_S3_SERVER_BIN ?= $(CURDIR)/.services/bin/s3s-fs
+export VITALCORE_HAPROXY_BIN ?= /usr/sbin/haproxy
 
 services:
 	bash scripts/services.sh start

@@ -29,6 +29,10 @@ bash bindings/bench.sh
 # "Backend ingest").
 bash scripts/bench_backend.sh
 
+# Scale-out: 1, 2 and 3 nodes behind HAProxy on one PostgreSQL and one S3 server, a node
+# killed and restarted mid-run, and the Lambda adapter's cold start (BENCHMARKS.md, "Scale").
+bash scripts/bench_scale.sh
+
 # Training pipeline: stage timings at 100 and 1,000 subjects against a real server, and the
 # bootstrap's metric step vs scikit-learn's metric functions (BENCHMARKS.md, "Training pipeline").
 cargo build --locked -p vitalcore-server

@@ -6,6 +6,9 @@
 #    every clone on the machine (VITALCORE_SERVICES_CACHE, default ~/.cache/vitalcore-services)
 #    and linked as .services/bin/s3s-fs; the tests start their own instance on a free port
 #    (VITALCORE_S3_SERVER_BIN).
+#  - HAProxy (Debian's package), the load balancer of the scale-out test and benchmark
+#    (tests/tests/scale_out.rs, scripts/bench_scale.sh): installed with apt-get only when missing;
+#    each test starts its own instance on a free port (VITALCORE_HAPROXY_BIN).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 action=${1:-start}
@@ -61,11 +64,24 @@ s3_install() {
   ln -sfn "$cache/bin/s3s-fs" "$SERVICES/bin/s3s-fs"
 }
 
+haproxy_install() {
+  if ! [ -x /usr/sbin/haproxy ]; then
+    echo "services: installing Debian's haproxy" >&2
+    # The package list may be missing on a fresh machine; refresh it once, then install.
+    apt-get install -y -q haproxy >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q haproxy >/dev/null; }
+  fi
+  # The package's own service is not needed: tests run their own instances.
+  if command -v systemctl >/dev/null && systemctl is-active -q haproxy 2>/dev/null; then
+    systemctl stop haproxy || true
+  fi
+}
+
 case "$action" in
   start)
     pg_start
     s3_install
-    echo "services: postgresql and s3s-fs ready" >&2
+    haproxy_install
+    echo "services: postgresql, s3s-fs and haproxy ready" >&2
     ;;
   stop)
     pg_ctlcluster "$PG_VERSION" main stop 2>/dev/null || true

@@ -31,9 +31,10 @@ struct Args {
     /// Stop after this many seconds even if batches remain.
     #[arg(long, default_value_t = 60)]
     max_seconds: u64,
-    /// Server process id, to read its CPU time from /proc.
-    #[arg(long)]
-    server_pid: Option<u32>,
+    /// Server process ids (comma-separated: every node behind a balancer), to read their CPU
+    /// time from /proc.
+    #[arg(long, value_delimiter = ',')]
+    server_pid: Vec<u32>,
     /// Label printed with the figures.
     #[arg(long, default_value = "run")]
     label: String,
@@ -135,7 +136,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let bodies: Vec<Vec<Vec<u8>>> = (0..args.concurrency)
         .map(|w| (0..per_worker).map(|n| batch(w, n, args.records)).collect())
         .collect();
-    let cpu0 = args.server_pid.and_then(cpu_seconds);
+    let cpu_all = |pids: &[u32]| -> Option<f64> { pids.iter().map(|p| cpu_seconds(*p)).sum() };
+    let body_bytes: usize = bodies.iter().flatten().map(Vec::len).sum();
+    let body_count: usize = bodies.iter().map(Vec::len).sum();
+    let cpu0 = (!args.server_pid.is_empty())
+        .then(|| cpu_all(&args.server_pid))
+        .flatten();
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.max_seconds);
     let sent = Arc::new(AtomicUsize::new(0));
@@ -199,7 +205,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         failed += f;
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let cpu1 = args.server_pid.and_then(cpu_seconds);
+    let cpu1 = (!args.server_pid.is_empty())
+        .then(|| cpu_all(&args.server_pid))
+        .flatten();
     lat.sort_by(f64::total_cmp);
     let records = ok * args.records;
     let cpu_per_1k = match (cpu0, cpu1) {
@@ -217,6 +225,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "p50_ms": (pct(&lat, 0.50) * 10.0).round() / 10.0,
         "p99_ms": (pct(&lat, 0.99) * 10.0).round() / 10.0,
         "server_cpu_ms_per_1k_records": cpu_per_1k.map(|v| (v * 10.0).round() / 10.0),
+        "request_bytes_per_record": (body_bytes as f64 / (body_count * args.records).max(1) as f64 * 10.0).round() / 10.0,
         "kinesis_shards_replaced": (records as f64 / elapsed / 1000.0).floor(),
     });
     println!("{out}");

@@ -25,3 +25,6 @@ mod openapi;
 mod region;
 mod s3;
 mod server;
+// The Lambda adapter's binary exists only with its feature (`cargo test --all-features`).
+#[cfg(feature = "lambda")]
+mod lambda;
