@@ -7,7 +7,7 @@
 # Needs `make services`. Everything on 127.0.0.1; every run bounded by BATCHES and MAX_SECONDS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BATCHES=${BATCHES:-2000}
+BATCHES=${BATCHES:-8000}
 CONCURRENCY=${CONCURRENCY:-12}
 MAX_SECONDS=${MAX_SECONDS:-40}
 RECORDS=${RECORDS:-20}
@@ -108,7 +108,7 @@ start_cluster 3
   --records "$RECORDS" --concurrency "$CONCURRENCY" --max-seconds "$MAX_SECONDS" \
   --label haproxy_3_nodes_node_killed >"$work/failover.json" &
 gen=$!
-sleep 2
+sleep 5
 kill -KILL "${pids[1]}"; wait "${pids[1]}" 2>/dev/null || true
 sleep 1
 start_node 1
