@@ -1,12 +1,16 @@
 //! `make bench` (inference part): `vitalcore::inference::OnnxModel` (the native tree evaluator
-//! for tree ensembles, tract for the rest) against ONNX Runtime (the `ort` crate on the library
+//! for tree ensembles, the native graph evaluator for small float graphs and scikit-learn's
+//! linear models, tract for the rest) against ONNX Runtime (the `ort` crate on the library
 //! from the pinned onnxruntime wheel), same process, same inputs, single thread. Per model:
 //! median and p99 latency per prediction, cold start (bytes to first prediction), and live-heap
 //! growth over many predictions (counting allocator). For models on the native evaluator the
 //! tract path (`OnnxModel::load_tract`) is timed in the same loop, to show what it replaced.
 //!
 //! Environment: `ORT_DYLIB_PATH` (required), `VITALCORE_CACHE` (test models),
-//! `BENCH_ALLOC_PREDICTIONS` (default 1,000,000), `BENCH_ONLY` (substring filter on names).
+//! `BENCH_ALLOC_PREDICTIONS` (default 1,000,000), `BENCH_ONLY` (substring filter on names),
+//! `BENCH_ZOO` (a directory `models/scripts/make_zoo.py` wrote: its models too, every output
+//! loaded, with the geometric mean and the largest of their ratios to ONNX Runtime at the end;
+//! `BENCH_ZOO_RUNS` timed runs each, default 2,000).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -54,7 +58,21 @@ struct Case {
     bytes: Vec<u8>,
     shape: Vec<usize>,
     output: String,
+    /// Load every output of the file (a classifier's label too), not only `output`.
+    all_outputs: bool,
     timed_runs: usize,
+}
+
+impl Case {
+    fn load(&self) -> OnnxModel {
+        let outputs = [self.output.as_str()];
+        OnnxModel::load(
+            &self.bytes,
+            &self.shape,
+            (!self.all_outputs).then_some(&outputs[..]),
+        )
+        .expect("loads")
+    }
 }
 
 fn percentile(sorted: &[f64], q: f64) -> f64 {
@@ -93,6 +111,7 @@ fn cases() -> Vec<Case> {
                 bytes: std::fs::read(&path).expect("shipped model"),
                 shape,
                 output: manifest.outputs.output_name.clone(),
+                all_outputs: false,
                 timed_runs: 20_000,
             });
         }
@@ -102,9 +121,61 @@ fn cases() -> Vec<Case> {
         bytes: std::fs::read(dir.join(format!("{file}.onnx"))).expect("test model"),
         shape,
         output: "probabilities".into(),
+        all_outputs: false,
         timed_runs: runs,
     };
     cases.push(test_model("mlp16", "MLP 16-32-16-2", vec![1, 16], 20_000));
+    cases.push(Case {
+        all_outputs: true,
+        ..test_model(
+            "mlp16",
+            "MLP 16-32-16-2, label + probabilities",
+            vec![1, 16],
+            20_000,
+        )
+    });
+    cases.push(Case {
+        all_outputs: true,
+        ..test_model(
+            "mlp16",
+            "MLP 16-32-16-2, label + probabilities, batch 8",
+            vec![8, 16],
+            20_000,
+        )
+    });
+    cases.push(Case {
+        all_outputs: true,
+        ..test_model(
+            "logreg",
+            "LogisticRegression, label + probabilities",
+            vec![1, 16],
+            20_000,
+        )
+    });
+    cases.push(Case {
+        all_outputs: true,
+        ..test_model(
+            "scaler_logreg",
+            "StandardScaler + LogisticRegression, label + probabilities",
+            vec![1, 16],
+            20_000,
+        )
+    });
+    for (file, name) in [
+        ("gbdt_regressor", "GBDT regressor, 20 trees"),
+        ("rf_regressor", "random forest regressor, 30 trees"),
+    ] {
+        cases.push(Case {
+            output: "variable".into(),
+            ..test_model(file, name, vec![1, 16], 20_000)
+        });
+    }
+    cases.push(test_model(
+        "dense_clip",
+        "dense + Clip (tract only)",
+        vec![1, 16],
+        20_000,
+    ));
     cases.push(test_model(
         "gbdt200_binary",
         "GBDT 200 trees, binary",
@@ -129,6 +200,36 @@ fn cases() -> Vec<Case> {
         vec![1, 1, 1920],
         5_000,
     ));
+    if let Some(zoo) = std::env::var_os("BENCH_ZOO").map(std::path::PathBuf::from) {
+        let runs = std::env::var("BENCH_ZOO_RUNS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(2_000);
+        let index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(zoo.join("index.json")).expect("zoo index.json"))
+                .expect("zoo index is JSON");
+        for m in index.as_array().expect("a list") {
+            let text = |k: &str| m[k].as_str().expect("string field").to_owned();
+            cases.push(Case {
+                name: format!(
+                    "zoo {} ({}, {} kB)",
+                    text("name"),
+                    text("doc"),
+                    m["bytes"].as_u64().unwrap_or(0) / 1000
+                ),
+                bytes: std::fs::read(zoo.join(text("file"))).expect("zoo model"),
+                shape: m["input_shape"]
+                    .as_array()
+                    .expect("input shape")
+                    .iter()
+                    .map(|d| d.as_u64().expect("dimension") as usize)
+                    .collect(),
+                output: text("output"),
+                all_outputs: true,
+                timed_runs: runs,
+            });
+        }
+    }
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     cases.retain(|c| c.name.contains(&only));
     cases
@@ -144,6 +245,7 @@ fn main() {
         "| model | evaluator | ours p50 (us) | ORT p50 (us) | p50 ratio ours/ORT | ours p99 (us) | ORT p99 (us) | tract-only p50 (us) | our cold start (ms) | ORT cold start (ms) | heap growth over N predictions (bytes) | allocs/prediction |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let mut zoo_ratios = Vec::new();
     for case in cases() {
         let len: usize = case.shape.iter().product();
         let mut rng = Rng::new(42);
@@ -154,10 +256,10 @@ fn main() {
         let mut cold_ort = Vec::new();
         for _ in 0..15 {
             let t = Instant::now();
-            let m = OnnxModel::load(&case.bytes, &case.shape, Some(&[case.output.as_str()]))
-                .expect("tract loads");
+            let m = case.load();
+            let at = m.output_index(&case.output).expect("output");
             let mut out = Vec::new();
-            m.run_into(&inputs[0], 0, &mut out).expect("runs");
+            m.run_into(&inputs[0], at, &mut out).expect("runs");
             cold_tract.push(t.elapsed().as_secs_f64() * 1e3);
             let t = Instant::now();
             let mut o = OrtRef::new(&case.bytes);
@@ -165,16 +267,19 @@ fn main() {
             cold_ort.push(t.elapsed().as_secs_f64() * 1e3);
         }
 
-        let model = OnnxModel::load(&case.bytes, &case.shape, Some(&[case.output.as_str()]))
-            .expect("tract loads");
-        let tract_only = (model.backend() != Backend::Tract).then(|| {
-            OnnxModel::load_tract(&case.bytes, &case.shape, Some(&[case.output.as_str()]))
-                .expect("tract loads")
-        });
+        let model = case.load();
+        let at = model.output_index(&case.output).expect("output");
+        // tract lacks some of what the native evaluators run (Scaler, TreeEnsembleRegressor):
+        // nothing to compare there.
+        let tract_only = (model.backend() != Backend::Tract)
+            .then(|| {
+                OnnxModel::load_tract(&case.bytes, &case.shape, Some(&[case.output.as_str()])).ok()
+            })
+            .flatten();
         let mut ort = OrtRef::new(&case.bytes);
         let mut out = Vec::with_capacity(64);
         for x in inputs.iter().cycle().take(500) {
-            model.run_into(x, 0, &mut out).expect("runs");
+            model.run_into(x, at, &mut out).expect("runs");
             std::hint::black_box(ort.run(&case.shape, x, &case.output));
         }
         // Interleaved so both see the same machine load.
@@ -184,7 +289,7 @@ fn main() {
         for i in 0..case.timed_runs {
             let x = &inputs[i % inputs.len()];
             let t = Instant::now();
-            model.run_into(x, 0, &mut out).expect("runs");
+            model.run_into(x, at, &mut out).expect("runs");
             t_tract.push(t.elapsed().as_secs_f64() * 1e6);
             std::hint::black_box(&out);
             let t = Instant::now();
@@ -198,15 +303,22 @@ fn main() {
             }
         }
         let tract_only_p50 = if t_tract_only.is_empty() {
-            "same".to_owned()
+            if model.backend() == Backend::Tract {
+                "same".to_owned()
+            } else {
+                "none".to_owned()
+            }
         } else {
             format!("{:.1}", stats(t_tract_only).0)
         };
         let (tp50, tp99) = stats(t_tract);
         let (op50, op99) = stats(t_ort);
+        if case.name.starts_with("zoo ") {
+            zoo_ratios.push(tp50 / op50);
+        }
 
         // Heap growth: live bytes after a warm-up vs after `alloc_predictions` more.
-        let n = if case.name.contains("CNN") {
+        let n = if case.name.contains("CNN") || case.name.starts_with("zoo ") {
             alloc_predictions / 10
         } else {
             alloc_predictions
@@ -215,7 +327,7 @@ fn main() {
         let allocs_before = ALLOCS.load(Ordering::Relaxed);
         for i in 0..n {
             model
-                .run_into(&inputs[i % inputs.len()], 0, &mut out)
+                .run_into(&inputs[i % inputs.len()], at, &mut out)
                 .expect("runs");
         }
         let growth = LIVE.load(Ordering::Relaxed) - before;
@@ -227,6 +339,15 @@ fn main() {
             tp50 / op50,
             stats(cold_tract).0,
             stats(cold_ort).0,
+        );
+    }
+    if !zoo_ratios.is_empty() {
+        let geomean =
+            (zoo_ratios.iter().map(|r| r.ln()).sum::<f64>() / zoo_ratios.len() as f64).exp();
+        let worst = zoo_ratios.iter().copied().fold(0.0, f64::max);
+        println!(
+            "\nzoo: {} models, p50 ratio ours/ORT geometric mean {geomean:.2}, largest {worst:.2}",
+            zoo_ratios.len()
         );
     }
 }

@@ -269,6 +269,71 @@ fn labels_match(name: &str, ours: &[i64], theirs: &[i64], scores: &[f32], bound:
     compared
 }
 
+/// The seeded zoo (`models/scripts/make_zoo.py`, built by `make data`): 1-D CNNs of random
+/// kernels, strides, channels and pools, MLPs of 2-4 layers, boosted and forest ensembles of
+/// 10-500 trees, scaler + logistic regression pipelines, every output of their export (labels
+/// too): each on a native evaluator in both builds, at parity with ONNX Runtime. For deep
+/// random CNNs the derived bound is loose (the absolute-value network does not cancel what the
+/// real one does), so with tract the outputs are also held to tract's own precision.
+#[test]
+fn zoo_models_run_natively_and_match_onnx_runtime() {
+    let dir = models_dir().join("../zoo");
+    let text = std::fs::read(dir.join("index.json"))
+        .expect("the zoo is missing: `make data` builds it (models/scripts/make_zoo.py)");
+    let index: serde_json::Value = serde_json::from_slice(&text).expect("index.json is JSON");
+    let mut kinds = BTreeSet::new();
+    for m in index.as_array().expect("a list") {
+        let name = m["name"].as_str().expect("name");
+        let bytes = std::fs::read(dir.join(m["file"].as_str().expect("file"))).expect("model");
+        let shape: Vec<usize> = m["input_shape"]
+            .as_array()
+            .expect("input shape")
+            .iter()
+            .map(|d| d.as_u64().expect("dimension") as usize)
+            .collect();
+        let model = OnnxModel::load(&bytes, &shape, None)
+            .unwrap_or_else(|e| panic!("zoo {name} loads: {e}"));
+        assert_ne!(model.backend(), Backend::Tract, "zoo {name}");
+        kinds.insert(model.backend().as_str());
+        let out = model.output_index("probabilities").expect("probabilities");
+        let label = model.output_index("label");
+        let mut ort = OrtRef::new(&bytes);
+        let mut tolerance = Tolerance::new(&bytes, &shape, "probabilities");
+        #[cfg(feature = "tract")]
+        let tract = OnnxModel::load_tract(&bytes, &shape, Some(&["probabilities"])).ok();
+        let mut rng = Rng::new(0x200 ^ name.len() as u64);
+        let len: usize = shape.iter().product();
+        let mut ours = Vec::new();
+        // The CNNs are slow in a debug build: fewer inputs.
+        let runs = if shape.len() == 3 { 3 } else { 20 };
+        for _ in 0..runs {
+            let input = inputs(&bytes, &mut rng, len, 1.5);
+            model.run_into(&input, out, &mut ours).expect("runs");
+            let reference = ort.run(&shape, &input, "probabilities");
+            let bound = tolerance.bound(&shape, &input, &ours, &reference);
+            assert!(
+                excess(&ours, &reference, &bound) <= 1.0,
+                "zoo {name}: {ours:?} vs {reference:?}, bound {bound:?}"
+            );
+            #[cfg(feature = "tract")]
+            if let Some(tract) = &tract {
+                let mut theirs = Vec::new();
+                tract.run_into(&input, 0, &mut theirs).expect("tract runs");
+                assert!(
+                    support::tract_close(&ours, &theirs),
+                    "zoo {name}: ours {ours:?}, tract {theirs:?}"
+                );
+            }
+            if let Some(label) = label {
+                let got = model.run_labels(&input, label).expect("labels run");
+                let want = ort.run_labels(&shape, &input, "label");
+                labels_match(name, &got, &want, &reference, &bound);
+            }
+        }
+    }
+    assert_eq!(kinds.len(), 2, "both native evaluators: {kinds:?}");
+}
+
 /// skl2onnx's default export keeps its `ZipMap`: asked for, it is refused by operator name in
 /// both builds; its label output loads natively and gives ONNX Runtime's labels.
 #[test]
