@@ -233,6 +233,15 @@ impl Cluster {
         wait_port(self.lb_port, "haproxy").await;
     }
 
+    /// Whether the S3 server is still running (a test that stalls says so).
+    fn s3_state(&mut self) -> String {
+        match self._s3.0.try_wait() {
+            Ok(None) => "running".into(),
+            Ok(Some(status)) => format!("exited: {status}"),
+            Err(e) => format!("unknown: {e}"),
+        }
+    }
+
     fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.lb_port)
     }
@@ -342,13 +351,13 @@ async fn phone(n: usize, url: &str, records: usize) -> Phone {
     }
 }
 
-/// Devices upload through the balancer; node 1 is SIGKILLed once a third of the records are
+/// Devices upload through the balancer; node 1 is SIGKILLed once a quarter of the records are
 /// stored and restarted a moment later. Every device's outbox drains, every record is stored
 /// exactly once, every stored batch is archived.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_killed_mid_upload_loses_nothing_and_stores_nothing_twice() {
     const DEVICES: usize = 12;
-    const RECORDS: usize = 60; // 6 batches of 10 per device (harness::fast)
+    const RECORDS: usize = 100; // 10 batches of 10 per device (harness::fast)
     let mut cluster = Cluster::start(3).await;
     let url = cluster.url();
     let mut phones = Vec::new();
@@ -369,7 +378,9 @@ async fn node_killed_mid_upload_loses_nothing_and_stores_nothing_twice() {
                 for _ in 0..20 {
                     match client.sync_now().await {
                         Ok(r) => {
-                            acked += r.records_acked;
+                            // A batch whose answer died with the node may come back, on a
+                            // later run, as records the server already held.
+                            acked += r.records_acked + r.records_duplicate;
                             if acked >= RECORDS {
                                 break;
                             }
@@ -385,7 +396,7 @@ async fn node_killed_mid_upload_loses_nothing_and_stores_nothing_twice() {
     let mut stored_at_kill = 0;
     while started.elapsed() < Duration::from_secs(60) {
         stored_at_kill = store.counts().await.unwrap().records as usize;
-        if stored_at_kill >= total / 3 {
+        if stored_at_kill >= total / 4 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -397,9 +408,17 @@ async fn node_killed_mid_upload_loses_nothing_and_stores_nothing_twice() {
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
     cluster.start_node(1).await;
+    // Bounded: a run that cannot finish (a service died) fails here instead of retrying on.
     let mut acked = 0;
     for u in uploads {
-        acked += u.await.unwrap();
+        match tokio::time::timeout(Duration::from_secs(90), u).await {
+            Ok(n) => acked += n.unwrap(),
+            Err(_) => panic!(
+                "uploads did not finish within 90 s of the restart (s3s-fs {}, {} of {total} stored)",
+                cluster.s3_state(),
+                store.counts().await.map(|c| c.records).unwrap_or(-1)
+            ),
+        }
     }
     let elapsed = started.elapsed();
     for (n, p) in phones.iter().enumerate() {
@@ -414,7 +433,7 @@ async fn node_killed_mid_upload_loses_nothing_and_stores_nothing_twice() {
     assert_eq!(c.records as usize, total, "every record stored, none twice");
     assert!(
         acked >= total,
-        "devices saw {acked} of {total} records acknowledged"
+        "devices saw {acked} of {total} records acknowledged or already held"
     );
     let objects = cluster.archived_objects();
     assert!(
