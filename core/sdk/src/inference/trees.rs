@@ -353,21 +353,11 @@ impl TreeClassifier {
 
         // (tree, node) -> index; trees must be contiguous runs, their first node the root (as
         // ONNX Runtime takes it).
-        let mut index: HashMap<(i64, i64), u32> = HashMap::with_capacity(n_nodes);
-        let mut roots = Vec::new();
-        let mut seen_trees = std::collections::HashSet::new();
-        for i in 0..n_nodes {
-            if i == 0 || tree_ids[i] != tree_ids[i - 1] {
-                if !seen_trees.insert(tree_ids[i]) {
-                    // A tree split over several runs: legal but unusual, left to tract.
-                    return Ok(None);
-                }
-                roots.push(i as u32);
-            }
-            if index.insert((tree_ids[i], node_ids[i]), i as u32).is_some() {
-                return Err(malformed("a (tree, node) id pair appears twice"));
-            }
-        }
+        let Some(index) = NodeIndex::build(tree_ids, node_ids)? else {
+            // A tree split over several runs: legal but unusual, left to tract.
+            return Ok(None);
+        };
+        let roots: Vec<u32> = index.runs.iter().map(|r| r.start).collect();
 
         let mut kinds = Vec::with_capacity(n_nodes);
         for (i, mode) in modes.iter().enumerate() {
@@ -390,8 +380,13 @@ impl TreeClassifier {
         let mut vote_node = Vec::with_capacity(n_votes);
         let mut class_seen: u64 = 0;
         let mut positive_votes = true;
+        let mut run = None;
         for v in 0..n_votes {
-            let Some(&at) = index.get(&(vote_trees[v], vote_nodes[v])) else {
+            // Votes come tree by tree: the run of the previous vote is checked first.
+            if run.is_none_or(|r: usize| index.runs[r].tree != vote_trees[v]) {
+                run = index.run_of.get(&vote_trees[v]).copied();
+            }
+            let Some(at) = run.and_then(|r| index.get(r, vote_nodes[v])) else {
                 return Err(malformed("a class vote names a node that does not exist"));
             };
             if kinds[at as usize] & MODE_MASK != LEAF {
@@ -422,7 +417,11 @@ impl TreeClassifier {
         }
 
         let mut nodes = Vec::with_capacity(n_nodes);
+        let mut run = 0;
         for i in 0..n_nodes {
+            while index.runs[run].end as usize <= i {
+                run += 1;
+            }
             let kind = kinds[i];
             let (feature, yes, no) = if kind & MODE_MASK == LEAF {
                 (0, per_node[i], per_node[i + 1])
@@ -438,8 +437,7 @@ impl TreeClassifier {
                     })?;
                 let child = |id: i64| {
                     index
-                        .get(&(tree_ids[i], id))
-                        .copied()
+                        .get(run, id)
                         .ok_or_else(|| malformed("a child id names no node of its tree"))
                 };
                 (feature as u32, child(true_ids[i])?, child(false_ids[i])?)
@@ -579,6 +577,98 @@ impl TreeClassifier {
                     usize::from(decided > 0.0)
                 }
             }
+        }
+    }
+}
+
+/// One tree's contiguous run of nodes.
+struct Run {
+    tree: i64,
+    start: u32,
+    end: u32,
+    /// Smallest node id of the run, and where its slots start in `NodeIndex::dense` (`None`:
+    /// the ids are too sparse for a table, `NodeIndex::sparse` has them).
+    min_id: i64,
+    table: Option<usize>,
+}
+
+/// `(tree id, node id)` to node index. Exporters number each tree's nodes `0..n`, so per tree
+/// a table indexed by `node id - smallest id` holds them; ids spread wider than a few times the
+/// node count go to a hash map. (One hash map over every pair cost a quarter of a large
+/// ensemble's load: a SipHash per node and per lookup.)
+struct NodeIndex {
+    runs: Vec<Run>,
+    run_of: HashMap<i64, usize>,
+    dense: Vec<u32>,
+    sparse: HashMap<(usize, i64), u32>,
+}
+
+impl NodeIndex {
+    /// `Ok(None)`: a tree split over several runs. `Err`: an id pair that appears twice.
+    fn build(tree_ids: &[i64], node_ids: &[i64]) -> Result<Option<Self>, InferenceError> {
+        const EMPTY: u32 = u32::MAX;
+        let mut index = NodeIndex {
+            runs: Vec::new(),
+            run_of: HashMap::new(),
+            dense: Vec::new(),
+            sparse: HashMap::new(),
+        };
+        let mut start = 0;
+        while start < tree_ids.len() {
+            let tree = tree_ids[start];
+            let end = start + tree_ids[start..].iter().take_while(|&&t| t == tree).count();
+            if index.run_of.insert(tree, index.runs.len()).is_some() {
+                return Ok(None);
+            }
+            let ids = &node_ids[start..end];
+            let (min_id, max_id) = ids
+                .iter()
+                .fold((i64::MAX, i64::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+            let span = max_id.abs_diff(min_id).saturating_add(1);
+            let run = index.runs.len();
+            let table = (span <= 4 * ids.len() as u64 + 64).then(|| {
+                let at = index.dense.len();
+                index.dense.resize(at + span as usize, EMPTY);
+                at
+            });
+            for (k, &id) in ids.iter().enumerate() {
+                let node = (start + k) as u32;
+                let fresh = match table {
+                    Some(at) => {
+                        let slot = &mut index.dense[at + id.abs_diff(min_id) as usize];
+                        std::mem::replace(slot, node) == EMPTY
+                    }
+                    None => index.sparse.insert((run, id), node).is_none(),
+                };
+                if !fresh {
+                    return Err(malformed("a (tree, node) id pair appears twice"));
+                }
+            }
+            index.runs.push(Run {
+                tree,
+                start: start as u32,
+                end: end as u32,
+                min_id,
+                table,
+            });
+            start = end;
+        }
+        Ok(Some(index))
+    }
+
+    /// The node of run `run` whose id is `id`.
+    fn get(&self, run: usize, id: i64) -> Option<u32> {
+        let r = &self.runs[run];
+        match r.table {
+            Some(at) => {
+                let offset = id.checked_sub(r.min_id)?;
+                let slot = *self
+                    .dense
+                    .get(at.checked_add(usize::try_from(offset).ok()?)?)?;
+                // Past this run's table lies the next run's: the slot must be one of ours.
+                (slot != u32::MAX && (r.start..r.end).contains(&slot)).then_some(slot)
+            }
+            None => self.sparse.get(&(run, id)).copied(),
         }
     }
 }
@@ -754,6 +844,53 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Node ids spread far wider than the node count (no exporter writes them, ONNX allows
+    /// them) go through the hash map instead of the dense table, with the same results.
+    #[test]
+    fn sparse_node_ids_evaluate_as_dense_ones() {
+        let mut sparse = stump("BRANCH_LEQ", false);
+        set(
+            &mut sparse,
+            ints_attr("nodes_nodeids", vec![7, 1000, 90_000]),
+        );
+        set(
+            &mut sparse,
+            ints_attr("nodes_truenodeids", vec![1000, 0, 0]),
+        );
+        set(
+            &mut sparse,
+            ints_attr("nodes_falsenodeids", vec![90_000, 0, 0]),
+        );
+        set(&mut sparse, ints_attr("class_nodeids", vec![1000, 90_000]));
+        let dense = TreeClassifier::from_node(&stump("BRANCH_LEQ", false), 1)
+            .expect("well-formed")
+            .expect("served natively");
+        let sparse_trees = TreeClassifier::from_node(&sparse, 1)
+            .expect("well-formed")
+            .expect("served natively");
+        for x in [0.5, 1.0, 1.5, f32::NAN] {
+            assert_eq!(took_true(&sparse_trees, x), took_true(&dense, x), "{x}");
+        }
+        set(
+            &mut sparse,
+            ints_attr("nodes_nodeids", vec![7, 90_000, 90_000]),
+        );
+        assert!(refused(&sparse, 1).contains("twice"));
+        // Ids of another tree's table are not this tree's nodes.
+        let mut two = stump("BRANCH_LEQ", false);
+        set(&mut two, ints_attr("nodes_treeids", vec![0, 1, 1]));
+        set(&mut two, ints_attr("nodes_nodeids", vec![0, 0, 1]));
+        set(&mut two, ints_attr("nodes_truenodeids", vec![1, 0, 0]));
+        set(&mut two, ints_attr("nodes_falsenodeids", vec![2, 0, 0]));
+        set(&mut two, ints_attr("class_treeids", vec![1, 1]));
+        set(&mut two, ints_attr("class_nodeids", vec![0, 1]));
+        set(
+            &mut two,
+            strings_attr("nodes_modes", &["BRANCH_LEQ", "LEAF", "LEAF"]),
+        );
+        assert!(refused(&two, 1).contains("child"));
     }
 
     fn refused(node: &NodeProto, n_features: usize) -> String {
