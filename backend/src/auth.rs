@@ -73,10 +73,18 @@ pub struct Device {
 impl FromRequestParts<AppState> for Device {
     type Rejection = ApiError;
 
+    /// Rate-limited per credential first (so unknown and revoked credentials cost little),
+    /// then looked up on every request: a revoked or expired credential is refused on the very
+    /// next request, on every node.
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let token = bearer(parts).ok_or(ApiError::Unauthorized)?;
-        let hash = sha256_hex(token.as_bytes());
-        match state.store.device_by_credential(&hash).await? {
+        let digest = sha256(token.as_bytes());
+        state.limits.check_device(digest)?;
+        match state
+            .store
+            .device_by_credential(&hex::encode(digest), crate::now_secs())
+            .await?
+        {
             Some(device_id) => Ok(Self { device_id }),
             None => Err(ApiError::Unauthorized),
         }
@@ -110,7 +118,7 @@ impl FromRequestParts<AppState> for Partner {
         let token = bearer(parts).ok_or(ApiError::Unauthorized)?;
         match state
             .store
-            .partner_key(&sha256_hex(token.as_bytes()))
+            .partner_key(&sha256_hex(token.as_bytes()), crate::now_secs())
             .await?
         {
             Some(k) => Ok(Self(k)),

@@ -48,6 +48,11 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Prometheus `/metrics` listener, separate from the API. Default `127.0.0.1:9090`.
     pub metrics_listen: SocketAddr,
+    /// Admin listener: the `/v1/admin/*` routes (and, for tools such as the trainer that act
+    /// as admin and as a device, the public routes too). The public listener never serves
+    /// admin routes. Bound only when `admin_token` is set. Default `127.0.0.1:9091` (loopback:
+    /// reach it through an SSH tunnel, a bastion or a private network, never a public port).
+    pub admin_listen: SocketAddr,
     /// Folder for the embedded database and archive. Default `./vitalcore-data`.
     pub data_dir: PathBuf,
     /// `sqlite://...` or `postgres://...`; default: SQLite file `<data_dir>/vitalcore.db`.
@@ -89,6 +94,34 @@ pub struct Config {
     pub min_group_size: usize,
     /// Seconds suggested in `Retry-After` when saturated or the database is down. Default 2.
     pub retry_after_secs: u64,
+    /// Lifetime of a device credential, seconds; an expired device gets 401 and enrolls again
+    /// (the SDK does so by itself). Default 31536000 (365 days).
+    pub device_credential_ttl_secs: u64,
+    /// Default lifetime of a partner API key, seconds (the admin may choose a shorter one per
+    /// key). Default 7776000 (90 days).
+    pub partner_key_ttl_secs: u64,
+    /// Enrollments one client IP may make in a burst. Default 10.
+    pub enroll_burst: u32,
+    /// Enrollments one client IP may make per minute once its burst is spent. Default 10.
+    pub enroll_per_minute: u32,
+    /// Requests one device credential may make in a burst on device routes (batches, erasure,
+    /// models). Default 60.
+    pub device_burst: u32,
+    /// Requests one device credential may make per minute once its burst is spent. Default 120.
+    pub device_per_minute: u32,
+    /// Batch writes one device may have in flight at once (of `max_inflight_batches`), so no
+    /// device can take every ingest slot. Default 2.
+    pub max_inflight_per_device: usize,
+    /// Take the client IP for the enrollment limit from the last `X-Forwarded-For` entry (the
+    /// one your load balancer or API Gateway appended) instead of the TCP peer. Only behind a
+    /// proxy that sets it: a client reaching the server directly could choose its own. Default
+    /// false.
+    pub trust_forwarded_for: bool,
+    /// How long an idempotency record (which names the uploading device) is kept, seconds: a
+    /// retry within it gets the stored answer; after it the record is purged and nothing
+    /// stored ties the batch to the device (a later retry is still stored once: records are
+    /// unique per subject and record id). Default 604800 (7 days).
+    pub idempotency_window_secs: u64,
 }
 
 impl std::fmt::Debug for Config {
@@ -97,6 +130,7 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("listen", &self.listen)
             .field("metrics_listen", &self.metrics_listen)
+            .field("admin_listen", &self.admin_listen)
             .field("data_dir", &self.data_dir)
             .field(
                 "database",
@@ -121,6 +155,7 @@ impl Default for Config {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 9091)),
             data_dir: PathBuf::from("vitalcore-data"),
             database_url: None,
             archive: ArchiveConfig::Local { path: None },
@@ -141,6 +176,15 @@ impl Default for Config {
             request_timeout_ms: 30_000,
             min_group_size: 10,
             retry_after_secs: 2,
+            device_credential_ttl_secs: 365 * 86_400,
+            partner_key_ttl_secs: 90 * 86_400,
+            enroll_burst: 10,
+            enroll_per_minute: 10,
+            device_burst: 60,
+            device_per_minute: 120,
+            max_inflight_per_device: 2,
+            trust_forwarded_for: false,
+            idempotency_window_secs: 7 * 86_400,
         }
     }
 }
@@ -201,6 +245,9 @@ impl Config {
         if let Some(v) = get("VITALCORE_METRICS_LISTEN") {
             self.metrics_listen = parse(v, "VITALCORE_METRICS_LISTEN")?;
         }
+        if let Some(v) = get("VITALCORE_ADMIN_LISTEN") {
+            self.admin_listen = parse(v, "VITALCORE_ADMIN_LISTEN")?;
+        }
         if let Some(v) = get("VITALCORE_DATA_DIR") {
             self.data_dir = PathBuf::from(v);
         }
@@ -245,6 +292,30 @@ impl Config {
         if let Some(v) = get("VITALCORE_MAX_INFLIGHT_BATCHES") {
             self.max_inflight_batches = parse(v, "VITALCORE_MAX_INFLIGHT_BATCHES")?;
         }
+        if let Some(v) = get("VITALCORE_MAX_INFLIGHT_PER_DEVICE") {
+            self.max_inflight_per_device = parse(v, "VITALCORE_MAX_INFLIGHT_PER_DEVICE")?;
+        }
+        if let Some(v) = get("VITALCORE_ENROLL_BURST") {
+            self.enroll_burst = parse(v, "VITALCORE_ENROLL_BURST")?;
+        }
+        if let Some(v) = get("VITALCORE_ENROLL_PER_MINUTE") {
+            self.enroll_per_minute = parse(v, "VITALCORE_ENROLL_PER_MINUTE")?;
+        }
+        if let Some(v) = get("VITALCORE_DEVICE_BURST") {
+            self.device_burst = parse(v, "VITALCORE_DEVICE_BURST")?;
+        }
+        if let Some(v) = get("VITALCORE_DEVICE_PER_MINUTE") {
+            self.device_per_minute = parse(v, "VITALCORE_DEVICE_PER_MINUTE")?;
+        }
+        if let Some(v) = get("VITALCORE_TRUST_FORWARDED_FOR") {
+            self.trust_forwarded_for = parse(v, "VITALCORE_TRUST_FORWARDED_FOR")?;
+        }
+        if let Some(v) = get("VITALCORE_DEVICE_CREDENTIAL_TTL_SECS") {
+            self.device_credential_ttl_secs = parse(v, "VITALCORE_DEVICE_CREDENTIAL_TTL_SECS")?;
+        }
+        if let Some(v) = get("VITALCORE_IDEMPOTENCY_WINDOW_SECS") {
+            self.idempotency_window_secs = parse(v, "VITALCORE_IDEMPOTENCY_WINDOW_SECS")?;
+        }
         Ok(())
     }
 
@@ -263,6 +334,35 @@ impl Config {
         }
         if self.max_batch_bytes < 1024 || self.max_body_bytes < 1024 {
             return Err(ConfigError::Invalid("body limits below 1 KiB".into()));
+        }
+        if [
+            self.enroll_burst,
+            self.enroll_per_minute,
+            self.device_burst,
+            self.device_per_minute,
+        ]
+        .contains(&0)
+            || self.max_inflight_per_device == 0
+        {
+            return Err(ConfigError::Invalid(
+                "rate limits and max_inflight_per_device must be positive".into(),
+            ));
+        }
+        if self.device_credential_ttl_secs == 0
+            || self.partner_key_ttl_secs == 0
+            || self.idempotency_window_secs == 0
+        {
+            return Err(ConfigError::Invalid(
+                "credential lifetimes and the idempotency window must be positive".into(),
+            ));
+        }
+        if self.admin_token.is_some()
+            && (self.admin_listen == self.listen || self.admin_listen == self.metrics_listen)
+            && self.admin_listen.port() != 0
+        {
+            return Err(ConfigError::Invalid(
+                "admin_listen must differ from listen and metrics_listen".into(),
+            ));
         }
         Ok(())
     }

@@ -29,6 +29,14 @@ pub enum ApiError {
     /// Batch content breaks a rule (reason is a fixed string).
     #[error("invalid batch: {0}")]
     Invalid(&'static str),
+    /// One field of the request breaks a rule: names the field and the rule, never the value.
+    #[error("invalid {field}: {rule}")]
+    InvalidField {
+        /// The field, as a path (`records[].features`).
+        field: &'static str,
+        /// The rule it breaks.
+        rule: &'static str,
+    },
     /// Batch belongs to another region.
     #[error("batch belongs to another region")]
     WrongRegion,
@@ -53,6 +61,12 @@ pub enum ApiError {
         /// Seconds to wait.
         retry_after: u64,
     },
+    /// This client (IP or device credential) sent too many requests; retry later.
+    #[error("rate limited")]
+    RateLimited {
+        /// Seconds to wait.
+        retry_after: u64,
+    },
     /// Database unreachable or pool exhausted; retry later.
     #[error("storage unavailable")]
     Unavailable {
@@ -71,6 +85,8 @@ pub enum ApiError {
 struct Body {
     error: &'static str,
     message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'static str>,
 }
 
 impl ApiError {
@@ -80,13 +96,15 @@ impl ApiError {
             Self::Malformed | Self::CorruptCompression => StatusCode::BAD_REQUEST,
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::UnsupportedSchema | Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::UnsupportedSchema | Self::Invalid(_) | Self::InvalidField { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             Self::WrongRegion => StatusCode::MISDIRECTED_REQUEST,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::KeyReuse | Self::Conflict => StatusCode::CONFLICT,
-            Self::Saturated { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Saturated { .. } | Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable { .. } | Self::NotConfigured(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -100,7 +118,7 @@ impl ApiError {
             Self::UnsupportedEncoding => "unsupported_encoding",
             Self::CorruptCompression => "corrupt_compression",
             Self::UnsupportedSchema => "unsupported_schema",
-            Self::Invalid(_) => "invalid",
+            Self::Invalid(_) | Self::InvalidField { .. } => "invalid",
             Self::WrongRegion => "wrong_region",
             Self::Unauthorized => "unauthorized",
             Self::Forbidden => "forbidden",
@@ -108,6 +126,7 @@ impl ApiError {
             Self::KeyReuse => "idempotency_key_reused",
             Self::Conflict => "conflict",
             Self::Saturated { .. } => "saturated",
+            Self::RateLimited { .. } => "rate_limited",
             Self::Unavailable { .. } => "unavailable",
             Self::NotConfigured(_) => "not_configured",
             Self::Internal => "internal",
@@ -121,6 +140,7 @@ impl From<StoreError> for ApiError {
             StoreError::Unavailable => Self::Unavailable { retry_after: 2 },
             StoreError::Conflict => Self::Conflict,
             StoreError::NotFound => Self::NotFound,
+            StoreError::Forbidden => Self::Forbidden,
             other => {
                 // The error text comes from our own enum (no row values), safe to log.
                 tracing::error!(error = %other, "storage error");
@@ -145,14 +165,19 @@ impl IntoResponse for ApiError {
         let status = self.status();
         crate::metrics::count_error(self.code());
         let retry_after = match self {
-            Self::Saturated { retry_after } | Self::Unavailable { retry_after } => {
-                Some(retry_after)
-            }
+            Self::Saturated { retry_after }
+            | Self::RateLimited { retry_after }
+            | Self::Unavailable { retry_after } => Some(retry_after),
+            _ => None,
+        };
+        let field = match self {
+            Self::InvalidField { field, .. } => Some(field),
             _ => None,
         };
         let body = Body {
             error: self.code(),
             message: self.to_string(),
+            field,
         };
         let mut resp = (status, axum::Json(body)).into_response();
         if let Some(secs) = retry_after {

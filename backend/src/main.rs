@@ -33,6 +33,9 @@ enum Command {
         /// Metrics listen address.
         #[arg(long)]
         metrics_listen: Option<SocketAddr>,
+        /// Admin listen address (admin routes; never on the API listener).
+        #[arg(long)]
+        admin_listen: Option<SocketAddr>,
         /// Data directory (embedded database and archive).
         #[arg(long)]
         data_dir: Option<PathBuf>,
@@ -61,6 +64,7 @@ fn main() -> ExitCode {
         config,
         listen,
         metrics_listen,
+        admin_listen,
         data_dir,
         database_url,
         region,
@@ -82,6 +86,9 @@ fn main() -> ExitCode {
     }
     if let Some(v) = metrics_listen {
         cfg.metrics_listen = v;
+    }
+    if let Some(v) = admin_listen {
+        cfg.admin_listen = v;
     }
     if let Some(v) = data_dir {
         cfg.data_dir = v;
@@ -115,12 +122,32 @@ fn fail(e: &dyn std::fmt::Display) -> ExitCode {
 
 async fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
     tracing::info!(config = ?cfg, "starting");
-    let (listen, metrics_listen) = (cfg.listen, cfg.metrics_listen);
+    let (listen, metrics_listen, admin_listen) = (cfg.listen, cfg.metrics_listen, cfg.admin_listen);
+    let admin_enabled = cfg.admin_token.is_some();
     let state = AppState::open(cfg).await?;
     let api = tokio::net::TcpListener::bind(listen).await?;
     let metrics = tokio::net::TcpListener::bind(metrics_listen).await?;
-    tracing::info!(api = %api.local_addr()?, metrics = %metrics.local_addr()?, "listening");
+    // The admin plane has its own listener (loopback by default) and only with an admin token.
+    let admin = match admin_enabled {
+        true => Some(tokio::net::TcpListener::bind(admin_listen).await?),
+        false => None,
+    };
+    let admin_addr = match &admin {
+        Some(l) => l.local_addr()?.to_string(),
+        None => "off".to_owned(),
+    };
+    tracing::info!(api = %api.local_addr()?, metrics = %metrics.local_addr()?, admin = %admin_addr, "listening");
     let (tx, rx) = tokio::sync::watch::channel(false);
+    let admin_task = admin.map(|listener| {
+        let mut rx3 = rx.clone();
+        tokio::spawn(serve(
+            listener,
+            vitalcore_server::admin_router(state.clone()),
+            async move {
+                let _ = rx3.wait_for(|v| *v).await;
+            },
+        ))
+    });
     let mut rx2 = rx.clone();
     let metrics_task = tokio::spawn(serve(
         metrics,
@@ -138,6 +165,9 @@ async fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
     let _ = tx.send(true);
     api_task.await??;
     metrics_task.await??;
+    if let Some(t) = admin_task {
+        t.await??;
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! Shared per-process state: configuration, store, archive, signer and the ingest gate.
 //! Nothing per request lives here, so any number of copies can run side by side.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use tokio::sync::Semaphore;
 use crate::archive::{Archive, ArchiveError};
 use crate::auth::sha256;
 use crate::config::{Config, ConfigError, Mode};
+use crate::limits::Limits;
 use crate::signing::{Signer, SigningError};
 use crate::storage::{self, Store, StoreError};
 
@@ -49,6 +51,10 @@ pub struct Inner {
     pub signer: Option<Signer>,
     /// Bounds concurrent batch writes (backpressure instead of an unbounded queue).
     pub ingest_gate: Arc<Semaphore>,
+    /// Rate limits and per-device ingest slots.
+    pub limits: Limits,
+    /// When housekeeping (idempotency purge, limiter pruning) last ran, seconds.
+    pub(crate) last_housekeeping: AtomicI64,
     pub(crate) enrollment_hashes: Vec<[u8; 32]>,
     pub(crate) admin_hash: Option<[u8; 32]>,
 }
@@ -75,12 +81,15 @@ impl AppState {
             .collect();
         let admin_hash = config.admin_token.as_ref().map(|t| sha256(t.as_bytes()));
         let ingest_gate = Arc::new(Semaphore::new(config.max_inflight_batches));
+        let limits = Limits::new(&config);
         Self(Arc::new(Inner {
             config,
             store,
             archive,
             signer,
             ingest_gate,
+            limits,
+            last_housekeeping: AtomicI64::new(0),
             enrollment_hashes,
             admin_hash,
         }))
@@ -99,6 +108,37 @@ impl AppState {
         let archive = Archive::from_config(&config.archive, &config.data_dir)?;
         let signer = load_signer(&config)?;
         Ok(Self::new(config, store, archive, signer))
+    }
+}
+
+/// Seconds between two housekeeping runs of one process.
+const HOUSEKEEPING_SECS: i64 = 60;
+
+impl AppState {
+    /// At most once a minute per process (and in the background): purges idempotency records
+    /// older than the idempotency window and prunes the rate limiters. Called from requests, so
+    /// it also runs where no timer lives (Lambda).
+    pub fn housekeeping_tick(&self) {
+        let now = crate::now_secs();
+        let last = self.last_housekeeping.load(Ordering::Relaxed);
+        if now - last < HOUSEKEEPING_SECS
+            || self
+                .last_housekeeping
+                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        self.limits.housekeeping();
+        let state = self.clone();
+        let before = now - i64::try_from(self.config.idempotency_window_secs).unwrap_or(i64::MAX);
+        tokio::spawn(async move {
+            match state.store.purge_idempotency(before).await {
+                Ok(n) if n > 0 => tracing::info!(purged = n, "idempotency records past the window"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "idempotency purge failed; retried later"),
+            }
+        });
     }
 }
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import hashlib
 import json
 import os
 import queue
@@ -52,9 +53,12 @@ class Server:
         env.update(
             VITALCORE_ADMIN_TOKEN=ADMIN_TOKEN,
             VITALCORE_ENROLLMENT_TOKENS=ENROLL_TOKEN,
+            # Every upload enrolls a device from 127.0.0.1: not what these tests are about.
+            VITALCORE_ENROLL_BURST="10000",
             RUST_LOG="info",
         )
         args = [str(server_bin()), "serve", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"]
+        args += ["--admin-listen", "127.0.0.1:0"]
         args += ["--data-dir", str(data_dir)] + (["--dev"] if dev else [])
         self.proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         lines: queue.Queue[str | None] = queue.Queue()
@@ -80,7 +84,9 @@ class Server:
             except ValueError:
                 continue
             if fields.get("message") == "listening":
-                self.url = f"http://{fields['api']}"
+                # The admin listener: it serves the admin routes the trainer needs and the
+                # public ones it uses as a device (the public listener has no admin route).
+                self.url = f"http://{fields['admin']}"
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -103,13 +109,18 @@ class Server:
         ack = {"records_stored": 0, "labels_stored": 0}
         # The server takes at most 5000 records per batch.
         for start in range(0, max(len(records), len(labels)), 2000):
+            part_records, part_labels = records[start : start + 2000], labels[start : start + 2000]
+            subjects = {r["subject"] for r in part_records} | {l["subject"] for l in part_labels}
             batch = {
                 "schema": 1,
                 "idempotency_key": "seed-" + secrets.token_hex(12),
                 "region": "eu",
                 "consent": consent,
-                "records": records[start : start + 2000],
-                "labels": labels[start : start + 2000],
+                "records": part_records,
+                "labels": part_labels,
+                # The possession proof of each subject (a device derives it from its pseudonym
+                # key; here a fixed function of the subject, the same on every upload).
+                "subject_proofs": {s: hashlib.sha256(f"seed-proof/{s}".encode()).hexdigest() for s in subjects},
             }
             r = requests.post(
                 f"{self.url}/v1/batches",

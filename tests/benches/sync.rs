@@ -180,11 +180,13 @@ fn run(db: Db, n: usize, templates: &[serde_json::Value]) -> (Figures, Figures) 
                         &perturbed(templates, i),
                     )
                     .unwrap();
+                let proof = a.subject_proof(&rec.subject);
                 serde_json::to_vec(&SyncBatch {
                     schema: BATCH_SCHEMA,
                     idempotency_key: format!("baseline-{i:012}"),
                     region: "eu".into(),
                     consent: vec![ConsentPurpose::ModelTraining],
+                    subject_proofs: [(rec.subject.clone(), proof)].into_iter().collect(),
                     records: vec![rec],
                     labels: Vec::new(),
                 })

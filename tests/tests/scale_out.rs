@@ -478,6 +478,10 @@ async fn batch_retried_on_another_node_is_stored_once() {
         consent: vec![ConsentPurpose::ModelTraining],
         records,
         labels: Vec::new(),
+        // The subject's possession proof (any 64 hex digits bind a fresh subject).
+        subject_proofs: [("retry-subject".to_owned(), "5e".repeat(32))]
+            .into_iter()
+            .collect(),
     };
     let body = {
         use std::io::Write as _;

@@ -1,5 +1,8 @@
-//! AWS Lambda entry point (feature `lambda`): the same router behind API Gateway, configured
-//! from `VITALCORE_*` environment variables (PostgreSQL on RDS, archive on S3).
+//! AWS Lambda entry point (feature `lambda`): the public router behind API Gateway, configured
+//! from `VITALCORE_*` environment variables (PostgreSQL on RDS, archive on S3). The admin
+//! routes are not in it: run `vitalcore-server serve` on a private host (its admin listener)
+//! against the same database and bucket. API Gateway sets `X-Forwarded-For`, so the template
+//! sets `VITALCORE_TRUST_FORWARDED_FOR=true` for the enrollment limit per client IP.
 
 use vitalcore_server::{router, AppState, Config};
 

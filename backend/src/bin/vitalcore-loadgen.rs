@@ -57,7 +57,7 @@ fn cpu_seconds(pid: u32) -> Option<f64> {
 }
 
 fn batch(worker: usize, n: usize, records: usize) -> Vec<u8> {
-    let recs = (0..records)
+    let recs: Vec<FeatureRecord> = (0..records)
         .map(|i| FeatureRecord {
             record_id: format!("w{worker}-b{n}-r{i}"),
             subject: format!("bench-subject-{worker}-{}", n % 8),
@@ -68,7 +68,7 @@ fn batch(worker: usize, n: usize, records: usize) -> Vec<u8> {
             age_band: Some("40-49".into()),
             quality: 0.9,
             features: [
-                ("hr".to_string(), 60.0 + (i % 40) as f64),
+                ("hr_mean".to_string(), 60.0 + (i % 40) as f64),
                 ("rmssd".to_string(), 30.0 + (i % 25) as f64),
                 ("sdnn".to_string(), 45.0 + (i % 30) as f64),
                 ("pnn50".to_string(), 0.1 + (i % 10) as f64 / 100.0),
@@ -77,6 +77,17 @@ fn batch(worker: usize, n: usize, records: usize) -> Vec<u8> {
             .collect(),
         })
         .collect();
+    // One possession proof per subject, as the SDK sends (any 64 hex digits bind a fresh
+    // subject; the same ones must come back for it).
+    let subject_proofs = (0..8)
+        .map(|k| {
+            (
+                format!("bench-subject-{worker}-{k}"),
+                format!("{:064x}", worker * 8 + k + 1),
+            )
+        })
+        .filter(|(s, _)| recs.iter().any(|r| &r.subject == s))
+        .collect();
     let b = SyncBatch {
         schema: 1,
         idempotency_key: format!("bench-{worker:04}-{n:08}-{}", std::process::id()),
@@ -84,6 +95,7 @@ fn batch(worker: usize, n: usize, records: usize) -> Vec<u8> {
         consent: vec![ConsentPurpose::Research, ConsentPurpose::ModelTraining],
         records: recs,
         labels: Vec::new(),
+        subject_proofs,
     };
     let json = serde_json::to_vec(&b).expect("a batch of plain values serializes");
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());

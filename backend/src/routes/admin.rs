@@ -1,4 +1,5 @@
-//! Admin API: training export (Arrow IPC stream), partner keys, erasure audit.
+//! Admin API (served on the admin listener only): training export (Arrow IPC stream), partner
+//! keys (creation with an expiry, revocation), device revocation, erasure and refusal audits.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -6,7 +7,7 @@ use std::sync::Arc;
 use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow_ipc::writer::StreamWriter;
 use arrow_schema::{DataType, Field, Schema};
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -16,7 +17,9 @@ use vitalcore_protocol::ConsentPurpose;
 use crate::auth::{random_hex, random_token, sha256_hex, Admin};
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::storage::{AuditEntry, PartnerKey, PartnerScopes, RecordQuery, StoredRecord};
+use crate::storage::{
+    AuditEntry, PartnerKey, PartnerScopes, RecordQuery, RefusalEntry, StoredRecord,
+};
 
 /// Media type of the export.
 pub const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
@@ -138,28 +141,54 @@ pub struct NewPartnerKey {
     pub api_key: String,
     /// Its scopes.
     pub scopes: PartnerScopes,
+    /// After this time (seconds since the epoch) the key is refused.
+    pub expires_at: i64,
+}
+
+/// Body of a partner key creation: its scopes and, optionally, a lifetime shorter than the
+/// configured `partner_key_ttl_secs`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PartnerKeyRequest {
+    /// What the key may read.
+    #[serde(flatten)]
+    pub scopes: PartnerScopes,
+    /// Lifetime in seconds (at most `partner_key_ttl_secs`, which is also the default).
+    #[serde(default)]
+    pub expires_in_secs: Option<u64>,
 }
 
 pub(crate) async fn create_partner_key(
     State(state): State<AppState>,
     _admin: Admin,
-    body: Result<Json<PartnerScopes>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<PartnerKeyRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<NewPartnerKey>), ApiError> {
-    let Json(scopes) = body.map_err(ApiError::from)?;
+    let Json(req) = body.map_err(ApiError::from)?;
+    let scopes = req.scopes;
     if scopes.studies.is_empty() || scopes.features.is_empty() {
         return Err(ApiError::Invalid(
             "a partner key needs at least one study and one feature",
         ));
     }
+    let max = state.config.partner_key_ttl_secs;
+    let ttl = req.expires_in_secs.unwrap_or(max);
+    if ttl == 0 || ttl > max {
+        return Err(ApiError::InvalidField {
+            field: "expires_in_secs",
+            rule: "must be within 1..=partner_key_ttl_secs",
+        });
+    }
+    let now = crate::now_secs();
+    let expires_at = now.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX));
     let key_id = random_hex(8)?;
     let api_key = format!("vcp_{}", random_token(32)?);
     let key = PartnerKey {
         key_id: key_id.clone(),
         scopes: scopes.clone(),
+        expires_at,
     };
     state
         .store
-        .insert_partner_key(&key, &sha256_hex(api_key.as_bytes()), crate::now_secs())
+        .insert_partner_key(&key, &sha256_hex(api_key.as_bytes()), now)
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -167,8 +196,58 @@ pub(crate) async fn create_partner_key(
             key_id,
             api_key,
             scopes,
+            expires_at,
         }),
     ))
+}
+
+fn id_ok(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Revokes a partner key: refused from the next request on, on every node.
+pub(crate) async fn revoke_partner_key(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(key_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    if !id_ok(&key_id) {
+        return Err(ApiError::NotFound);
+    }
+    state
+        .store
+        .revoke_partner_key(&key_id, crate::now_secs())
+        .await?;
+    tracing::info!("partner key revoked");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Revokes a device credential: refused from the next request on, on every node. The
+/// device's subjects stay its own (the binding is to the subject's proof, not the device), so
+/// a device that enrolls again can still erase them.
+pub(crate) async fn revoke_device(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(device_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    if !id_ok(&device_id) {
+        return Err(ApiError::NotFound);
+    }
+    state
+        .store
+        .revoke_device(&device_id, crate::now_secs())
+        .await?;
+    tracing::info!("device revoked");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Attempts refused because they named a subject bound to another proof: time, device and
+/// action, never the subject.
+pub(crate) async fn refusal_audit(
+    State(state): State<AppState>,
+    _admin: Admin,
+) -> Result<Json<Vec<RefusalEntry>>, ApiError> {
+    Ok(Json(state.store.refusals().await?))
 }
 
 pub(crate) async fn erasure_audit(

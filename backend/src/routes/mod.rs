@@ -24,9 +24,20 @@ pub mod region;
 /// Largest admin model upload (base64 JSON).
 const MAX_MODEL_UPLOAD: usize = 256 << 20;
 
-/// The API router. Test it with `tower::ServiceExt::oneshot`, serve it with [`crate::serve`].
+/// The public API router: device, partner and health routes, never an admin route. Test it
+/// with `tower::ServiceExt::oneshot`, serve it with [`crate::serve`].
 pub fn router(state: AppState) -> Router {
-    let timeout = Duration::from_millis(state.config.request_timeout_ms);
+    finish(public_routes(), state)
+}
+
+/// The admin plane: the `/v1/admin/*` routes plus the public ones (tools such as the trainer
+/// act as admin and as a device through one address). Served only on `admin_listen`
+/// (loopback by default), never on the public listener.
+pub fn admin_router(state: AppState) -> Router {
+    finish(public_routes().merge(admin_routes()), state)
+}
+
+fn public_routes() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -43,6 +54,12 @@ pub fn router(state: AppState) -> Router {
             "/v1/models/{name}/versions/{version}/artifact",
             get(models::artifact),
         )
+        .route("/v1/partner/records", get(partner::records))
+        .route("/v1/partner/aggregates", get(partner::aggregates))
+}
+
+fn admin_routes() -> Router<AppState> {
+    Router::new()
         .route(
             "/v1/admin/models",
             post(models::upload).layer(DefaultBodyLimit::max(MAX_MODEL_UPLOAD)),
@@ -53,9 +70,21 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/admin/export", get(admin::export))
         .route("/v1/admin/partner-keys", post(admin::create_partner_key))
+        .route(
+            "/v1/admin/partner-keys/{key_id}/revoke",
+            post(admin::revoke_partner_key),
+        )
+        .route(
+            "/v1/admin/devices/{device_id}/revoke",
+            post(admin::revoke_device),
+        )
         .route("/v1/admin/erasure-audit", get(admin::erasure_audit))
-        .route("/v1/partner/records", get(partner::records))
-        .route("/v1/partner/aggregates", get(partner::aggregates))
+        .route("/v1/admin/refusal-audit", get(admin::refusal_audit))
+}
+
+fn finish(routes: Router<AppState>, state: AppState) -> Router {
+    let timeout = Duration::from_millis(state.config.request_timeout_ms);
+    routes
         .fallback(|| async { ApiError::NotFound })
         .layer(middleware::from_fn(access_log))
         .layer(middleware::from_fn_with_state(timeout, deadline))

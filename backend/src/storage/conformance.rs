@@ -19,7 +19,10 @@ macro_rules! store_conformance_tests {
             commit_then_replay_returns_the_first_answer, records_are_deduplicated_across_batches,
             failed_commit_leaves_nothing, concurrent_commits_of_one_key_have_one_winner,
             record_queries_filter_by_consent_and_paginate, erasure_removes_subject_and_keeps_audit,
-            models_roundtrip_and_rollout, partner_keys_roundtrip);
+            models_roundtrip_and_rollout, partner_keys_roundtrip,
+            subjects_bind_to_their_first_proof, erasure_needs_the_bound_proof_and_drops_emptied_batches,
+            revoked_and_expired_credentials_are_refused, idempotency_records_are_purged_after_the_window,
+            refusals_are_audited);
     };
     (@each $make:expr; $($name:ident),*) => {
         $(
@@ -44,7 +47,7 @@ pub fn record(subject: &str, id: &str, study: &str) -> FeatureRecord {
         age_band: Some("40-49".into()),
         quality: 0.75,
         features: [
-            ("hr".to_string(), 60.0 + id.len() as f64),
+            ("hr_mean".to_string(), 60.0 + id.len() as f64),
             ("rmssd".to_string(), 41.5),
         ]
         .into_iter()
@@ -77,6 +80,13 @@ pub fn batch(
             object_key: format!("raw/d-{s}/{device}-{key}"),
         })
         .collect();
+    let subject_proofs = subjects
+        .iter()
+        .map(|s| SubjectProof {
+            subject_digest: format!("d-{s}"),
+            proof_hash: format!("proof-of-{s}"),
+        })
+        .collect();
     BatchWrite {
         batch_id: format!("b-{device}-{key}"),
         device_id: device.into(),
@@ -88,6 +98,22 @@ pub fn batch(
         records,
         labels,
         archive,
+        subjects: subject_proofs,
+    }
+}
+
+fn erasure<'a>(
+    subject: &'a str,
+    digest: &'a str,
+    proof: Option<&'a str>,
+    id: &'a str,
+) -> ErasureWrite<'a> {
+    ErasureWrite {
+        subject,
+        subject_digest: digest,
+        proof_hash: proof,
+        audit_id: id,
+        at: 5,
     }
 }
 
@@ -116,18 +142,21 @@ pub async fn migrate_is_idempotent(store: Arc<dyn Store>) {
 }
 
 pub async fn devices_are_found_by_credential_hash(store: Arc<dyn Store>) {
-    store.insert_device("dev-a", "hash-a", 1).await.unwrap();
+    store
+        .insert_device("dev-a", "hash-a", 1, 100)
+        .await
+        .unwrap();
     assert_eq!(
         store
-            .device_by_credential("hash-a")
+            .device_by_credential("hash-a", 2)
             .await
             .unwrap()
             .as_deref(),
         Some("dev-a")
     );
-    assert_eq!(store.device_by_credential("hash-b").await.unwrap(), None);
+    assert_eq!(store.device_by_credential("hash-b", 2).await.unwrap(), None);
     assert!(matches!(
-        store.insert_device("dev-b", "hash-a", 2).await,
+        store.insert_device("dev-b", "hash-a", 2, 100).await,
         Err(StoreError::Conflict)
     ));
     assert_eq!(store.counts().await.unwrap().devices, 1);
@@ -293,10 +322,14 @@ pub async fn erasure_removes_subject_and_keeps_audit(store: Arc<dyn Store>) {
     );
     store.commit_batch(&b, &answer).await.unwrap();
     let c = store
-        .erase_subject("gone", "d-gone", "audit-1", 5)
+        .erase_subject(&erasure("gone", "d-gone", Some("proof-of-gone"), "audit-1"))
         .await
         .unwrap();
-    assert_eq!((c.records, c.labels), (2, 2));
+    assert_eq!(
+        (c.records, c.labels, c.batches),
+        (2, 2, 0),
+        "the batch still holds `kept`"
+    );
     assert_eq!(c.object_keys, vec!["raw/d-gone/dev-key-1".to_string()]);
     let left = store
         .records(&RecordQuery {
@@ -322,7 +355,10 @@ pub async fn erasure_removes_subject_and_keeps_audit(store: Arc<dyn Store>) {
         }]
     );
     let again = store
-        .erase_subject("gone", "d-gone", "audit-2", 6)
+        .erase_subject(&ErasureWrite {
+            at: 6,
+            ..erasure("gone", "d-gone", Some("proof-of-gone"), "audit-2")
+        })
         .await
         .unwrap();
     assert_eq!(
@@ -366,15 +402,188 @@ pub async fn partner_keys_roundtrip(store: Arc<dyn Store>) {
         key_id: "pk1".into(),
         scopes: PartnerScopes {
             studies: vec!["a".into()],
-            features: vec!["hr".into()],
+            features: vec!["hr_mean".into()],
             records: false,
         },
+        expires_at: 100,
     };
     store.insert_partner_key(&key, "h1", 1).await.unwrap();
-    assert_eq!(store.partner_key("h1").await.unwrap(), Some(key.clone()));
-    assert_eq!(store.partner_key("h2").await.unwrap(), None);
+    assert_eq!(store.partner_key("h1", 2).await.unwrap(), Some(key.clone()));
+    assert_eq!(store.partner_key("h2", 2).await.unwrap(), None);
     assert!(matches!(
         store.insert_partner_key(&key, "h3", 1).await,
         Err(StoreError::Conflict)
     ));
+}
+
+pub async fn subjects_bind_to_their_first_proof(store: Arc<dyn Store>) {
+    let a = batch("dev-a", "key-a", vec![record("s", "r1", "x")], ALL);
+    store.commit_batch(&a, &answer).await.unwrap();
+    let mine = SubjectProof {
+        subject_digest: "d-s".into(),
+        proof_hash: "proof-of-s".into(),
+    };
+    let theirs = SubjectProof {
+        proof_hash: "another-proof".into(),
+        ..mine.clone()
+    };
+    assert!(!store
+        .proof_mismatch(std::slice::from_ref(&mine))
+        .await
+        .unwrap());
+    assert!(store
+        .proof_mismatch(std::slice::from_ref(&theirs))
+        .await
+        .unwrap());
+    let before = store.counts().await.unwrap();
+    let mut b = batch(
+        "dev-b",
+        "key-b",
+        vec![record("s", "r2", "x"), record("t", "r3", "x")],
+        ALL,
+    );
+    b.subjects[0].proof_hash = "another-proof".into();
+    assert!(matches!(
+        store.commit_batch(&b, &answer).await,
+        Err(StoreError::Forbidden)
+    ));
+    assert_eq!(
+        store.counts().await.unwrap(),
+        before,
+        "nothing of the batch was written"
+    );
+    // `t` was not bound by the refused batch: its own proof still binds it.
+    let t = batch("dev-b", "key-t", vec![record("t", "r3", "x")], ALL);
+    store.commit_batch(&t, &answer).await.unwrap();
+    // The same proof from another device (a reinstall) is the owner.
+    let again = batch("dev-c", "key-c", vec![record("s", "r4", "x")], ALL);
+    assert!(matches!(
+        store.commit_batch(&again, &answer).await.unwrap(),
+        CommitOutcome::Committed(_)
+    ));
+}
+
+pub async fn erasure_needs_the_bound_proof_and_drops_emptied_batches(store: Arc<dyn Store>) {
+    let b = batch(
+        "dev",
+        "key-1",
+        vec![record("s", "r1", "x"), record("s", "r2", "x")],
+        ALL,
+    );
+    store.commit_batch(&b, &answer).await.unwrap();
+    let before = store.counts().await.unwrap();
+    for wrong in [None, Some("another-proof")] {
+        assert!(matches!(
+            store
+                .erase_subject(&erasure("s", "d-s", wrong, "audit-x"))
+                .await,
+            Err(StoreError::Forbidden)
+        ));
+    }
+    assert_eq!(store.counts().await.unwrap(), before);
+    assert!(store.audit_entries().await.unwrap().is_empty());
+    let c = store
+        .erase_subject(&erasure("s", "d-s", Some("proof-of-s"), "audit-1"))
+        .await
+        .unwrap();
+    assert_eq!((c.records, c.labels, c.batches), (2, 2, 1));
+    let after = store.counts().await.unwrap();
+    assert_eq!(
+        (
+            after.batches,
+            after.records,
+            after.labels,
+            after.idempotency,
+            after.archive_refs
+        ),
+        (0, 0, 0, 0, 0),
+        "the subject's batch and idempotency record went with it"
+    );
+    assert!(store
+        .idempotent_answer("dev", "key-1")
+        .await
+        .unwrap()
+        .is_none());
+    // An unbound subject (never uploaded, or uploaded before bindings existed) needs no proof.
+    store
+        .erase_subject(&erasure("never", "d-never", None, "audit-2"))
+        .await
+        .unwrap();
+}
+
+pub async fn revoked_and_expired_credentials_are_refused(store: Arc<dyn Store>) {
+    store
+        .insert_device("dev-a", "hash-a", 1, 1000)
+        .await
+        .unwrap();
+    assert!(store
+        .device_by_credential("hash-a", 999)
+        .await
+        .unwrap()
+        .is_some());
+    assert!(
+        store
+            .device_by_credential("hash-a", 1000)
+            .await
+            .unwrap()
+            .is_none(),
+        "expired"
+    );
+    store.revoke_device("dev-a", 5).await.unwrap();
+    assert!(
+        store
+            .device_by_credential("hash-a", 6)
+            .await
+            .unwrap()
+            .is_none(),
+        "revoked"
+    );
+    assert!(matches!(
+        store.revoke_device("nope", 5).await,
+        Err(StoreError::NotFound)
+    ));
+    let key = PartnerKey {
+        key_id: "pk".into(),
+        scopes: PartnerScopes {
+            studies: vec!["a".into()],
+            features: vec!["sqi".into()],
+            records: true,
+        },
+        expires_at: 1000,
+    };
+    store.insert_partner_key(&key, "kh", 1).await.unwrap();
+    assert!(
+        store.partner_key("kh", 1000).await.unwrap().is_none(),
+        "expired"
+    );
+    assert!(store.partner_key("kh", 10).await.unwrap().is_some());
+    store.revoke_partner_key("pk", 11).await.unwrap();
+    assert!(
+        store.partner_key("kh", 12).await.unwrap().is_none(),
+        "revoked"
+    );
+    assert!(matches!(
+        store.revoke_partner_key("nope", 5).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+pub async fn idempotency_records_are_purged_after_the_window(store: Arc<dyn Store>) {
+    let b = batch("dev", "key-1", vec![record("s", "r1", "x")], ALL);
+    store.commit_batch(&b, &answer).await.unwrap();
+    assert_eq!(store.purge_idempotency(b.received_at).await.unwrap(), 0);
+    assert_eq!(store.purge_idempotency(b.received_at + 1).await.unwrap(), 1);
+    let c = store.counts().await.unwrap();
+    assert_eq!((c.idempotency, c.batches, c.records), (0, 1, 1));
+}
+
+pub async fn refusals_are_audited(store: Arc<dyn Store>) {
+    let r = RefusalEntry {
+        audit_id: "r1".into(),
+        at: 3,
+        device_id: "dev-b".into(),
+        action: "erasure".into(),
+    };
+    store.insert_refusal(&r).await.unwrap();
+    assert_eq!(store.refusals().await.unwrap(), vec![r]);
 }

@@ -27,6 +27,9 @@ pub enum StoreError {
     /// The addressed row does not exist.
     #[error("not found")]
     NotFound,
+    /// A subject the request names is bound to another possession proof; nothing was written.
+    #[error("subject bound to another proof")]
+    Forbidden,
     /// A stored value could not be decoded.
     #[error("corrupt stored value: {0}")]
     Corrupt(&'static str),
@@ -113,12 +116,22 @@ pub struct ArchiveRef {
     pub object_key: String,
 }
 
+/// A subject a batch names with the hash of its possession proof.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubjectProof {
+    /// sha256 (hex) of the pseudonymous subject id.
+    pub subject_digest: String,
+    /// sha256 (hex) of the proof the request carried (the proof itself is never stored).
+    pub proof_hash: String,
+}
+
 /// Everything one accepted batch writes, atomically.
 #[derive(Debug, Clone)]
 pub struct BatchWrite {
-    /// Server batch id.
+    /// Server batch id (random; it names no device).
     pub batch_id: String,
-    /// Uploading device.
+    /// Uploading device: keys the idempotency record only (purged after the idempotency
+    /// window), never stored with the batch or its rows.
     pub device_id: String,
     /// Client idempotency key.
     pub idempotency_key: String,
@@ -136,6 +149,10 @@ pub struct BatchWrite {
     pub labels: Vec<OutcomeLabel>,
     /// Archived objects (already written) this batch references.
     pub archive: Vec<ArchiveRef>,
+    /// Every subject the batch names, with its proof hash: the first accepted proof binds the
+    /// subject; a batch naming a subject bound to another proof writes nothing
+    /// ([`StoreError::Forbidden`]).
+    pub subjects: Vec<SubjectProof>,
 }
 
 /// Rows a committed batch actually inserted.
@@ -196,6 +213,38 @@ pub struct ErasureCounts {
     pub labels: u64,
     /// Archive object keys whose references were deleted (the caller deletes the objects).
     pub object_keys: Vec<String>,
+    /// Batches (with their idempotency records) deleted because nothing of them was left.
+    pub batches: u64,
+}
+
+/// What an erasure asks for.
+#[derive(Debug, Clone)]
+pub struct ErasureWrite<'a> {
+    /// The pseudonymous subject id.
+    pub subject: &'a str,
+    /// sha256 (hex) of it.
+    pub subject_digest: &'a str,
+    /// sha256 (hex) of the proof the request carried, if any. A bound subject is erased only
+    /// with its own proof ([`StoreError::Forbidden`] otherwise, nothing deleted).
+    pub proof_hash: Option<&'a str>,
+    /// Id of the audit entry.
+    pub audit_id: &'a str,
+    /// Time, seconds since the epoch.
+    pub at: i64,
+}
+
+/// A refused attempt on a subject bound to another proof: who (the device) and what, never
+/// the subject.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusalEntry {
+    /// Audit id.
+    pub audit_id: String,
+    /// Time, seconds since the epoch.
+    pub at: i64,
+    /// The device that tried.
+    pub device_id: String,
+    /// `batch` or `erasure`.
+    pub action: String,
 }
 
 /// An erasure audit entry: counts and time only, never the subject.
@@ -248,6 +297,8 @@ pub struct PartnerKey {
     pub key_id: String,
     /// Its scopes.
     pub scopes: PartnerScopes,
+    /// After this time (seconds since the epoch) the key is refused.
+    pub expires_at: i64,
 }
 
 /// Row counts, for readiness detail and tests that prove nothing was stored.
@@ -277,15 +328,23 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Row counts.
     async fn counts(&self) -> StoreResult<StoreCounts>;
 
-    /// Registers a device by the hash of its credential.
+    /// Registers a device by the hash of its credential, valid until `expires_at`.
     async fn insert_device(
         &self,
         device_id: &str,
         credential_hash: &str,
         at: i64,
+        expires_at: i64,
     ) -> StoreResult<()>;
-    /// The device id owning a credential hash.
-    async fn device_by_credential(&self, credential_hash: &str) -> StoreResult<Option<String>>;
+    /// The device id owning a credential hash, if the credential is neither revoked nor
+    /// expired at `now`.
+    async fn device_by_credential(
+        &self,
+        credential_hash: &str,
+        now: i64,
+    ) -> StoreResult<Option<String>>;
+    /// Revokes a device's credential from `at` on ([`StoreError::NotFound`] if unknown).
+    async fn revoke_device(&self, device_id: &str, at: i64) -> StoreResult<()>;
 
     /// The stored answer for a device's idempotency key.
     async fn idempotent_answer(
@@ -293,26 +352,35 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         device_id: &str,
         key: &str,
     ) -> StoreResult<Option<StoredAnswer>>;
-    /// Writes the batch atomically: idempotency record (with the answer `answer` builds),
-    /// batch, records, labels and archive references, or nothing. When the key is already
-    /// taken, writes nothing and returns the stored answer.
+    /// Writes the batch atomically: subject bindings, idempotency record (with the answer
+    /// `answer` builds), batch, records, labels and archive references, or nothing. When the
+    /// key is already taken, writes nothing and returns the stored answer; when a subject is
+    /// bound to another proof, writes nothing and fails with [`StoreError::Forbidden`].
     async fn commit_batch(
         &self,
         batch: &BatchWrite,
         answer: AnswerFn<'_>,
     ) -> StoreResult<CommitOutcome>;
+    /// Whether any of `subjects` is bound to another proof than the one given (a read-only
+    /// early check; [`Store::commit_batch`] decides inside its transaction).
+    async fn proof_mismatch(&self, subjects: &[SubjectProof]) -> StoreResult<bool>;
     /// Records matching a query, ordered by `seq`, labels joined.
     async fn records(&self, query: &RecordQuery) -> StoreResult<Vec<StoredRecord>>;
 
-    /// Deletes a subject's records, labels and archive references and writes an audit entry,
-    /// in one transaction. Returns what went (the caller then deletes the objects).
-    async fn erase_subject(
-        &self,
-        subject: &str,
-        subject_digest: &str,
-        audit_id: &str,
-        at: i64,
-    ) -> StoreResult<ErasureCounts>;
+    /// Deletes a subject's records, labels and archive references, the batches and
+    /// idempotency records left empty by that, and writes an audit entry, in one
+    /// transaction; then makes the deleted bytes unrecoverable from the database files where
+    /// the engine allows it (SQLite: `secure_delete` and a TRUNCATE checkpoint). The subject's
+    /// binding stays (a digest and a proof hash, nothing else), so nobody else can take the
+    /// pseudonym over. Returns what went (the caller then deletes the objects).
+    async fn erase_subject(&self, e: &ErasureWrite<'_>) -> StoreResult<ErasureCounts>;
+    /// Deletes idempotency records created before `before` (the idempotency window): after
+    /// that nothing the server stores ties a batch to a device.
+    async fn purge_idempotency(&self, before: i64) -> StoreResult<u64>;
+    /// Records a refused attempt on a subject bound to another proof.
+    async fn insert_refusal(&self, entry: &RefusalEntry) -> StoreResult<()>;
+    /// Refused attempts, oldest first.
+    async fn refusals(&self) -> StoreResult<Vec<RefusalEntry>>;
     /// Erasure audit trail, oldest first.
     async fn audit_entries(&self) -> StoreResult<Vec<AuditEntry>>;
 
@@ -330,8 +398,10 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         key_hash: &str,
         at: i64,
     ) -> StoreResult<()>;
-    /// The partner key with this hash.
-    async fn partner_key(&self, key_hash: &str) -> StoreResult<Option<PartnerKey>>;
+    /// The partner key with this hash, if neither revoked nor expired at `now`.
+    async fn partner_key(&self, key_hash: &str, now: i64) -> StoreResult<Option<PartnerKey>>;
+    /// Revokes a partner key from `at` on ([`StoreError::NotFound`] if unknown).
+    async fn revoke_partner_key(&self, key_id: &str, at: i64) -> StoreResult<()>;
 }
 
 /// Opens the store a URL names (`sqlite://...` or `postgres://...`) and migrates it.
@@ -352,6 +422,26 @@ pub async fn open(
         };
     store.migrate().await?;
     Ok(store)
+}
+
+/// Per batch touched by an erasure: (records, labels) deleted from it; batches that only had an
+/// archived object of the subject appear with (0, 0).
+pub(crate) fn touched_batches(
+    records: &[String],
+    labels: &[String],
+    refs: &[(String, String)],
+) -> std::collections::BTreeMap<String, (i64, i64)> {
+    let mut out: std::collections::BTreeMap<String, (i64, i64)> = Default::default();
+    for b in records {
+        out.entry(b.clone()).or_default().0 += 1;
+    }
+    for b in labels {
+        out.entry(b.clone()).or_default().1 += 1;
+    }
+    for (_, b) in refs {
+        out.entry(b.clone()).or_default();
+    }
+    out
 }
 
 pub(crate) fn features_to_json(r: &FeatureRecord) -> String {

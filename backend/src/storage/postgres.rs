@@ -12,7 +12,13 @@ use vitalcore_protocol::FeatureRecord;
 
 use super::*;
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/postgres/001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/postgres/001_init.sql")),
+    (
+        2,
+        include_str!("../../migrations/postgres/002_trust_boundary.sql"),
+    ),
+];
 
 /// Serializes migrations when several nodes start at once.
 const MIGRATION_LOCK: i64 = 0x7669_7461_6c63;
@@ -107,6 +113,13 @@ fn decode_record(row: &PgRow) -> StoreResult<StoredRecord> {
     })
 }
 
+fn subject_arrays(subjects: &[SubjectProof]) -> (Vec<&str>, Vec<&str>) {
+    subjects
+        .iter()
+        .map(|p| (p.subject_digest.as_str(), p.proof_hash.as_str()))
+        .unzip()
+}
+
 fn decode_model(row: &PgRow) -> StoreResult<ModelRow> {
     Ok(ModelRow {
         name: row.try_get("name")?,
@@ -180,25 +193,47 @@ impl Store for PostgresStore {
         device_id: &str,
         credential_hash: &str,
         at: i64,
+        expires_at: i64,
     ) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO devices (device_id, credential_hash, created_at) VALUES ($1, $2, $3)",
+            "INSERT INTO devices (device_id, credential_hash, created_at, expires_at) VALUES ($1, $2, $3, $4)",
         )
         .bind(device_id)
         .bind(credential_hash)
         .bind(at)
+        .bind(expires_at)
         .execute(&self.pool)
         .await?;
         Ok(())
     }
 
-    async fn device_by_credential(&self, credential_hash: &str) -> StoreResult<Option<String>> {
-        Ok(
-            sqlx::query_scalar("SELECT device_id FROM devices WHERE credential_hash = $1")
-                .bind(credential_hash)
-                .fetch_optional(&self.pool)
-                .await?,
+    async fn device_by_credential(
+        &self,
+        credential_hash: &str,
+        now: i64,
+    ) -> StoreResult<Option<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT device_id FROM devices WHERE credential_hash = $1 AND revoked_at IS NULL AND expires_at > $2",
         )
+        .bind(credential_hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    async fn revoke_device(&self, device_id: &str, at: i64) -> StoreResult<()> {
+        let n = sqlx::query(
+            "UPDATE devices SET revoked_at = coalesce(revoked_at, $1) WHERE device_id = $2",
+        )
+        .bind(at)
+        .bind(device_id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if n == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
     }
 
     async fn idempotent_answer(
@@ -230,6 +265,36 @@ impl Store for PostgresStore {
         answer: AnswerFn<'_>,
     ) -> StoreResult<CommitOutcome> {
         let mut tx = self.pool.begin().await?;
+        if !b.subjects.is_empty() {
+            // First proof wins (a concurrent first upload of the same subject blocks on the
+            // key until the other commits); then any subject bound to another proof refuses
+            // the whole batch, before anything else is written.
+            let (digests, hashes) = subject_arrays(&b.subjects);
+            sqlx::query(
+                "INSERT INTO subject_bindings (subject_digest, proof_hash, bound_at) \
+                 SELECT d, h, $3 FROM UNNEST($1::text[], $2::text[]) AS t(d, h) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(&digests)
+            .bind(&hashes)
+            .bind(b.received_at)
+            .execute(&mut *tx)
+            .await?;
+            // A statement of its own: under READ COMMITTED it sees a binding another
+            // transaction committed while the insert above waited for it.
+            let mismatched: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM UNNEST($1::text[], $2::text[]) AS t(d, h) \
+                 JOIN subject_bindings s ON s.subject_digest = t.d WHERE s.proof_hash <> t.h)",
+            )
+            .bind(&digests)
+            .bind(&hashes)
+            .fetch_one(&mut *tx)
+            .await?;
+            if mismatched {
+                tx.rollback().await?;
+                return Err(StoreError::Forbidden);
+            }
+        }
         // A concurrent transaction holding the same key blocks here until it ends, then this
         // insert does nothing: exactly one writer wins, the other replays its answer.
         let claimed = sqlx::query(
@@ -341,8 +406,8 @@ impl Store for PostgresStore {
         };
         let (status, body) = answer(counts);
         sqlx::query(
-            "WITH b AS (INSERT INTO batches (batch_id, device_id, region, purposes, received_at, records, labels) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)) \
+            "WITH b AS (INSERT INTO batches (batch_id, region, purposes, received_at, records, labels) \
+             VALUES ($1, $3, $4, $5, $6, $7)) \
              UPDATE idempotency SET status = $8, body = $9 WHERE device_id = $2 AND idem_key = $10",
         )
         .bind(&b.batch_id)
@@ -365,6 +430,21 @@ impl Store for PostgresStore {
         }))
     }
 
+    async fn proof_mismatch(&self, subjects: &[SubjectProof]) -> StoreResult<bool> {
+        if subjects.is_empty() {
+            return Ok(false);
+        }
+        let (digests, hashes) = subject_arrays(subjects);
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM UNNEST($1::text[], $2::text[]) AS t(d, h) \
+             JOIN subject_bindings s ON s.subject_digest = t.d WHERE s.proof_hash <> t.h)",
+        )
+        .bind(&digests)
+        .bind(&hashes)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
     async fn records(&self, q: &RecordQuery) -> StoreResult<Vec<StoredRecord>> {
         let rows = sqlx::query(
             "SELECT r.seq, r.purposes, r.subject, r.record_id, r.study, r.kind, r.feature_set, \
@@ -382,36 +462,73 @@ impl Store for PostgresStore {
         rows.iter().map(decode_record).collect()
     }
 
-    async fn erase_subject(
-        &self,
-        subject: &str,
-        subject_digest: &str,
-        audit_id: &str,
-        at: i64,
-    ) -> StoreResult<ErasureCounts> {
+    async fn erase_subject(&self, e: &ErasureWrite<'_>) -> StoreResult<ErasureCounts> {
         let mut tx = self.pool.begin().await?;
-        let object_keys: Vec<String> = sqlx::query_scalar(
-            "DELETE FROM archive_refs WHERE subject_digest = $1 RETURNING object_key",
+        // FOR UPDATE: a first upload binding the subject concurrently waits for this erasure.
+        let bound: Option<String> = sqlx::query_scalar(
+            "SELECT proof_hash FROM subject_bindings WHERE subject_digest = $1 FOR UPDATE",
         )
-        .bind(subject_digest)
+        .bind(e.subject_digest)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if bound.is_some_and(|h| Some(h.as_str()) != e.proof_hash) {
+            tx.rollback().await?;
+            return Err(StoreError::Forbidden);
+        }
+        let refs: Vec<(String, String)> = sqlx::query_as(
+            "DELETE FROM archive_refs WHERE subject_digest = $1 RETURNING object_key, batch_id",
+        )
+        .bind(e.subject_digest)
         .fetch_all(&mut *tx)
         .await?;
-        let records = sqlx::query("DELETE FROM records WHERE subject = $1")
-            .bind(subject)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        let labels = sqlx::query("DELETE FROM labels WHERE subject = $1")
-            .bind(subject)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        let rec_batches: Vec<String> =
+            sqlx::query_scalar("DELETE FROM records WHERE subject = $1 RETURNING batch_id")
+                .bind(e.subject)
+                .fetch_all(&mut *tx)
+                .await?;
+        let label_batches: Vec<String> =
+            sqlx::query_scalar("DELETE FROM labels WHERE subject = $1 RETURNING batch_id")
+                .bind(e.subject)
+                .fetch_all(&mut *tx)
+                .await?;
+        let touched = touched_batches(&rec_batches, &label_batches, &refs);
+        let mut batches = 0u64;
+        if !touched.is_empty() {
+            let ids: Vec<&str> = touched.keys().map(String::as_str).collect();
+            let recs: Vec<i64> = touched.values().map(|v| v.0).collect();
+            let labs: Vec<i64> = touched.values().map(|v| v.1).collect();
+            let gone: Vec<String> = sqlx::query_scalar(
+                "WITH u AS (UPDATE batches b SET records = b.records - t.r, labels = b.labels - t.l \
+                   FROM UNNEST($1::text[], $2::int8[], $3::int8[]) AS t(id, r, l) \
+                   WHERE b.batch_id = t.id RETURNING b.batch_id, b.records, b.labels) \
+                 SELECT batch_id FROM u WHERE records <= 0 AND labels <= 0 \
+                   AND NOT EXISTS (SELECT 1 FROM archive_refs a WHERE a.batch_id = u.batch_id)",
+            )
+            .bind(&ids)
+            .bind(&recs)
+            .bind(&labs)
+            .fetch_all(&mut *tx)
+            .await?;
+            if !gone.is_empty() {
+                batches = sqlx::query("DELETE FROM batches WHERE batch_id = ANY($1)")
+                    .bind(&gone)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                sqlx::query("DELETE FROM idempotency WHERE batch_id = ANY($1)")
+                    .bind(&gone)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        let (records, labels) = (rec_batches.len() as u64, label_batches.len() as u64);
+        let object_keys: Vec<String> = refs.into_iter().map(|(k, _)| k).collect();
         sqlx::query(
             "INSERT INTO erasure_audit (audit_id, at, records_deleted, labels_deleted, objects_deleted) \
              VALUES ($1, $2, $3, $4, $5)",
         )
-        .bind(audit_id)
-        .bind(at)
+        .bind(e.audit_id)
+        .bind(e.at)
         .bind(records as i64)
         .bind(labels as i64)
         .bind(object_keys.len() as i64)
@@ -422,7 +539,46 @@ impl Store for PostgresStore {
             records,
             labels,
             object_keys,
+            batches,
         })
+    }
+
+    async fn purge_idempotency(&self, before: i64) -> StoreResult<u64> {
+        Ok(sqlx::query("DELETE FROM idempotency WHERE created_at < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
+
+    async fn insert_refusal(&self, r: &RefusalEntry) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO refusal_audit (audit_id, at, device_id, action) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&r.audit_id)
+        .bind(r.at)
+        .bind(&r.device_id)
+        .bind(&r.action)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn refusals(&self) -> StoreResult<Vec<RefusalEntry>> {
+        let rows: Vec<(String, i64, String, String)> = sqlx::query_as(
+            "SELECT audit_id, at, device_id, action FROM refusal_audit ORDER BY at, audit_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(audit_id, at, device_id, action)| RefusalEntry {
+                audit_id,
+                at,
+                device_id,
+                action,
+            })
+            .collect())
     }
 
     async fn audit_entries(&self) -> StoreResult<Vec<AuditEntry>> {
@@ -493,28 +649,51 @@ impl Store for PostgresStore {
     ) -> StoreResult<()> {
         let scopes =
             serde_json::to_string(&key.scopes).map_err(|_| StoreError::Corrupt("scopes"))?;
-        sqlx::query("INSERT INTO partner_keys (key_id, key_hash, scopes, created_at) VALUES ($1, $2, $3, $4)")
-            .bind(&key.key_id)
-            .bind(key_hash)
-            .bind(scopes)
-            .bind(at)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "INSERT INTO partner_keys (key_id, key_hash, scopes, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&key.key_id)
+        .bind(key_hash)
+        .bind(scopes)
+        .bind(at)
+        .bind(key.expires_at)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
-    async fn partner_key(&self, key_hash: &str) -> StoreResult<Option<PartnerKey>> {
-        let row = sqlx::query("SELECT key_id, scopes FROM partner_keys WHERE key_hash = $1")
-            .bind(key_hash)
-            .fetch_optional(&self.pool)
-            .await?;
+    async fn partner_key(&self, key_hash: &str, now: i64) -> StoreResult<Option<PartnerKey>> {
+        let row = sqlx::query(
+            "SELECT key_id, scopes, expires_at FROM partner_keys \
+             WHERE key_hash = $1 AND revoked_at IS NULL AND expires_at > $2",
+        )
+        .bind(key_hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
         row.map(|r| {
             let scopes: String = r.try_get("scopes")?;
             Ok(PartnerKey {
                 key_id: r.try_get("key_id")?,
                 scopes: serde_json::from_str(&scopes).map_err(|_| StoreError::Corrupt("scopes"))?,
+                expires_at: r.try_get("expires_at")?,
             })
         })
         .transpose()
+    }
+
+    async fn revoke_partner_key(&self, key_id: &str, at: i64) -> StoreResult<()> {
+        let n = sqlx::query(
+            "UPDATE partner_keys SET revoked_at = coalesce(revoked_at, $1) WHERE key_id = $2",
+        )
+        .bind(at)
+        .bind(key_id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if n == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
     }
 }

@@ -1,6 +1,8 @@
 //! SQLite store: the embedded default. One writer connection (SQLite has one writer anyway, and
 //! a single connection makes `BEGIN` never fail with `SQLITE_BUSY` between our own writers) and
-//! a small reader pool, WAL journal.
+//! a small reader pool, WAL journal. Every connection runs with `secure_delete`, so deleted rows
+//! are overwritten with zeros in the pages that held them; an erasure then checkpoints the WAL
+//! with TRUNCATE, so no older copy of those pages stays in the `-wal` file.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -12,7 +14,13 @@ use vitalcore_protocol::FeatureRecord;
 
 use super::*;
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/sqlite/001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/sqlite/001_init.sql")),
+    (
+        2,
+        include_str!("../../migrations/sqlite/002_trust_boundary.sql"),
+    ),
+];
 
 /// Rows per multi-row INSERT; keeps bound parameters far below SQLite's limit.
 const CHUNK: usize = 400;
@@ -32,6 +40,7 @@ impl SqliteStore {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
+            .pragma("secure_delete", "on")
             .busy_timeout(Duration::from_secs(5));
         let write = SqlitePoolOptions::new()
             .max_connections(1)
@@ -138,25 +147,47 @@ impl Store for SqliteStore {
         device_id: &str,
         credential_hash: &str,
         at: i64,
+        expires_at: i64,
     ) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO devices (device_id, credential_hash, created_at) VALUES (?, ?, ?)",
+            "INSERT INTO devices (device_id, credential_hash, created_at, expires_at) VALUES (?, ?, ?, ?)",
         )
         .bind(device_id)
         .bind(credential_hash)
         .bind(at)
+        .bind(expires_at)
         .execute(&self.write)
         .await?;
         Ok(())
     }
 
-    async fn device_by_credential(&self, credential_hash: &str) -> StoreResult<Option<String>> {
-        Ok(
-            sqlx::query_scalar("SELECT device_id FROM devices WHERE credential_hash = ?")
-                .bind(credential_hash)
-                .fetch_optional(&self.read)
-                .await?,
+    async fn device_by_credential(
+        &self,
+        credential_hash: &str,
+        now: i64,
+    ) -> StoreResult<Option<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT device_id FROM devices WHERE credential_hash = ? AND revoked_at IS NULL AND expires_at > ?",
         )
+        .bind(credential_hash)
+        .bind(now)
+        .fetch_optional(&self.read)
+        .await?)
+    }
+
+    async fn revoke_device(&self, device_id: &str, at: i64) -> StoreResult<()> {
+        let n = sqlx::query(
+            "UPDATE devices SET revoked_at = coalesce(revoked_at, ?) WHERE device_id = ?",
+        )
+        .bind(at)
+        .bind(device_id)
+        .execute(&self.write)
+        .await?
+        .rows_affected();
+        if n == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
     }
 
     async fn idempotent_answer(
@@ -188,6 +219,27 @@ impl Store for SqliteStore {
         answer: AnswerFn<'_>,
     ) -> StoreResult<CommitOutcome> {
         let mut tx = self.write.begin().await?;
+        for p in &b.subjects {
+            sqlx::query(
+                "INSERT INTO subject_bindings (subject_digest, proof_hash, bound_at) VALUES (?, ?, ?) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(&p.subject_digest)
+            .bind(&p.proof_hash)
+            .bind(b.received_at)
+            .execute(&mut *tx)
+            .await?;
+            let bound: String = sqlx::query_scalar(
+                "SELECT proof_hash FROM subject_bindings WHERE subject_digest = ?",
+            )
+            .bind(&p.subject_digest)
+            .fetch_one(&mut *tx)
+            .await?;
+            if bound != p.proof_hash {
+                tx.rollback().await?;
+                return Err(StoreError::Forbidden);
+            }
+        }
         let claimed = sqlx::query(
             "INSERT INTO idempotency (device_id, idem_key, request_digest, batch_id, status, body, created_at) \
              VALUES (?, ?, ?, ?, 0, x'', ?) ON CONFLICT DO NOTHING",
@@ -261,11 +313,10 @@ impl Store for SqliteStore {
             labels_stored: u32::try_from(labels_stored).unwrap_or(u32::MAX),
         };
         sqlx::query(
-            "INSERT INTO batches (batch_id, device_id, region, purposes, received_at, records, labels) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO batches (batch_id, region, purposes, received_at, records, labels) \
+             VALUES (?, ?, ?, ?, ?, ?)",
         )
         .bind(&b.batch_id)
-        .bind(&b.device_id)
         .bind(&b.region)
         .bind(b.purposes)
         .bind(b.received_at)
@@ -291,6 +342,21 @@ impl Store for SqliteStore {
         }))
     }
 
+    async fn proof_mismatch(&self, subjects: &[SubjectProof]) -> StoreResult<bool> {
+        for p in subjects {
+            let bound: Option<String> = sqlx::query_scalar(
+                "SELECT proof_hash FROM subject_bindings WHERE subject_digest = ?",
+            )
+            .bind(&p.subject_digest)
+            .fetch_optional(&self.read)
+            .await?;
+            if bound.is_some_and(|h| h != p.proof_hash) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     async fn records(&self, q: &RecordQuery) -> StoreResult<Vec<StoredRecord>> {
         let rows = sqlx::query(
             "SELECT r.seq, r.purposes, r.subject, r.record_id, r.study, r.kind, r.feature_set, \
@@ -309,50 +375,134 @@ impl Store for SqliteStore {
         rows.iter().map(decode_record).collect()
     }
 
-    async fn erase_subject(
-        &self,
-        subject: &str,
-        subject_digest: &str,
-        audit_id: &str,
-        at: i64,
-    ) -> StoreResult<ErasureCounts> {
+    async fn erase_subject(&self, e: &ErasureWrite<'_>) -> StoreResult<ErasureCounts> {
         let mut tx = self.write.begin().await?;
-        let object_keys: Vec<String> =
-            sqlx::query_scalar("SELECT object_key FROM archive_refs WHERE subject_digest = ?")
-                .bind(subject_digest)
+        let bound: Option<String> =
+            sqlx::query_scalar("SELECT proof_hash FROM subject_bindings WHERE subject_digest = ?")
+                .bind(e.subject_digest)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if bound.is_some_and(|h| Some(h.as_str()) != e.proof_hash) {
+            tx.rollback().await?;
+            return Err(StoreError::Forbidden);
+        }
+        let refs: Vec<(String, String)> = sqlx::query_as(
+            "DELETE FROM archive_refs WHERE subject_digest = ? RETURNING object_key, batch_id",
+        )
+        .bind(e.subject_digest)
+        .fetch_all(&mut *tx)
+        .await?;
+        let rec_batches: Vec<String> =
+            sqlx::query_scalar("DELETE FROM records WHERE subject = ? RETURNING batch_id")
+                .bind(e.subject)
                 .fetch_all(&mut *tx)
                 .await?;
-        sqlx::query("DELETE FROM archive_refs WHERE subject_digest = ?")
-            .bind(subject_digest)
+        let label_batches: Vec<String> =
+            sqlx::query_scalar("DELETE FROM labels WHERE subject = ? RETURNING batch_id")
+                .bind(e.subject)
+                .fetch_all(&mut *tx)
+                .await?;
+        let touched = touched_batches(&rec_batches, &label_batches, &refs);
+        let mut batches = 0u64;
+        for (batch_id, (records, labels)) in &touched {
+            sqlx::query(
+                "UPDATE batches SET records = records - ?, labels = labels - ? WHERE batch_id = ?",
+            )
+            .bind(*records)
+            .bind(*labels)
+            .bind(batch_id)
             .execute(&mut *tx)
             .await?;
-        let records = sqlx::query("DELETE FROM records WHERE subject = ?")
-            .bind(subject)
+            let gone = sqlx::query(
+                "DELETE FROM batches WHERE batch_id = ? AND records <= 0 AND labels <= 0 \
+                 AND NOT EXISTS (SELECT 1 FROM archive_refs WHERE batch_id = ?)",
+            )
+            .bind(batch_id)
+            .bind(batch_id)
             .execute(&mut *tx)
             .await?
             .rows_affected();
-        let labels = sqlx::query("DELETE FROM labels WHERE subject = ?")
-            .bind(subject)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+            if gone > 0 {
+                batches += gone;
+                sqlx::query("DELETE FROM idempotency WHERE batch_id = ?")
+                    .bind(batch_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        let (records, labels) = (rec_batches.len() as u64, label_batches.len() as u64);
+        let object_keys: Vec<String> = refs.into_iter().map(|(k, _)| k).collect();
         sqlx::query(
             "INSERT INTO erasure_audit (audit_id, at, records_deleted, labels_deleted, objects_deleted) \
              VALUES (?, ?, ?, ?, ?)",
         )
-        .bind(audit_id)
-        .bind(at)
+        .bind(e.audit_id)
+        .bind(e.at)
         .bind(records as i64)
         .bind(labels as i64)
         .bind(object_keys.len() as i64)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        // secure_delete zeroed the rows in the pages written to the WAL; copy them into the
+        // main file and cut the WAL to zero bytes, so no older copy of the pages survives. A
+        // reader in the middle of a query can make it report busy: try again briefly.
+        for attempt in 0..20 {
+            let (busy, _, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
+                .fetch_one(&self.write)
+                .await?;
+            if busy == 0 {
+                break;
+            }
+            if attempt == 19 {
+                tracing::warn!("erasure: WAL checkpoint stayed busy; the next erasure retries it");
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
         Ok(ErasureCounts {
             records,
             labels,
             object_keys,
+            batches,
         })
+    }
+
+    async fn purge_idempotency(&self, before: i64) -> StoreResult<u64> {
+        Ok(sqlx::query("DELETE FROM idempotency WHERE created_at < ?")
+            .bind(before)
+            .execute(&self.write)
+            .await?
+            .rows_affected())
+    }
+
+    async fn insert_refusal(&self, r: &RefusalEntry) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO refusal_audit (audit_id, at, device_id, action) VALUES (?, ?, ?, ?)",
+        )
+        .bind(&r.audit_id)
+        .bind(r.at)
+        .bind(&r.device_id)
+        .bind(&r.action)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    async fn refusals(&self) -> StoreResult<Vec<RefusalEntry>> {
+        let rows: Vec<(String, i64, String, String)> = sqlx::query_as(
+            "SELECT audit_id, at, device_id, action FROM refusal_audit ORDER BY at, audit_id",
+        )
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(audit_id, at, device_id, action)| RefusalEntry {
+                audit_id,
+                at,
+                device_id,
+                action,
+            })
+            .collect())
     }
 
     async fn audit_entries(&self) -> StoreResult<Vec<AuditEntry>> {
@@ -423,29 +573,50 @@ impl Store for SqliteStore {
         let scopes =
             serde_json::to_string(&key.scopes).map_err(|_| StoreError::Corrupt("scopes"))?;
         sqlx::query(
-            "INSERT INTO partner_keys (key_id, key_hash, scopes, created_at) VALUES (?, ?, ?, ?)",
+            "INSERT INTO partner_keys (key_id, key_hash, scopes, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
         )
         .bind(&key.key_id)
         .bind(key_hash)
         .bind(scopes)
         .bind(at)
+        .bind(key.expires_at)
         .execute(&self.write)
         .await?;
         Ok(())
     }
 
-    async fn partner_key(&self, key_hash: &str) -> StoreResult<Option<PartnerKey>> {
-        let row = sqlx::query("SELECT key_id, scopes FROM partner_keys WHERE key_hash = ?")
-            .bind(key_hash)
-            .fetch_optional(&self.read)
-            .await?;
+    async fn partner_key(&self, key_hash: &str, now: i64) -> StoreResult<Option<PartnerKey>> {
+        let row = sqlx::query(
+            "SELECT key_id, scopes, expires_at FROM partner_keys \
+             WHERE key_hash = ? AND revoked_at IS NULL AND expires_at > ?",
+        )
+        .bind(key_hash)
+        .bind(now)
+        .fetch_optional(&self.read)
+        .await?;
         row.map(|r| {
             let scopes: String = r.try_get("scopes")?;
             Ok(PartnerKey {
                 key_id: r.try_get("key_id")?,
                 scopes: serde_json::from_str(&scopes).map_err(|_| StoreError::Corrupt("scopes"))?,
+                expires_at: r.try_get("expires_at")?,
             })
         })
         .transpose()
+    }
+
+    async fn revoke_partner_key(&self, key_id: &str, at: i64) -> StoreResult<()> {
+        let n = sqlx::query(
+            "UPDATE partner_keys SET revoked_at = coalesce(revoked_at, ?) WHERE key_id = ?",
+        )
+        .bind(at)
+        .bind(key_id)
+        .execute(&self.write)
+        .await?
+        .rows_affected();
+        if n == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
     }
 }

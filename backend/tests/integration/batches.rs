@@ -122,7 +122,7 @@ async fn bad_input_is_refused_and_nothing_is_stored(backend: Backend) {
     })
     .await;
     let dev = app.enroll().await;
-    let good = sample_batch("key-good-0000000001", "subj-a", 2);
+    let good = with_proofs(sample_batch("key-good-0000000001", "subj-a", 2));
     let json = |f: &dyn Fn(&mut serde_json::Value)| {
         let mut v = serde_json::to_value(&good).unwrap();
         f(&mut v);
@@ -321,13 +321,17 @@ async fn enrollment_needs_the_app_token_and_stores_only_a_hash(backend: Backend)
     // The credential itself is nowhere in the store; its hash is.
     let hash = vitalcore_server::auth::sha256_hex(a.credential.as_bytes());
     assert_eq!(
-        app.state.store.device_by_credential(&hash).await.unwrap(),
+        app.state
+            .store
+            .device_by_credential(&hash, vitalcore_server::now_secs())
+            .await
+            .unwrap(),
         Some(a.device_id.clone())
     );
     assert_eq!(
         app.state
             .store
-            .device_by_credential(&a.credential)
+            .device_by_credential(&a.credential, vitalcore_server::now_secs())
             .await
             .unwrap(),
         None

@@ -64,11 +64,17 @@ pub async fn pg_store() -> Arc<dyn Store> {
     Arc::new(pg_store_with(&pg_url(), 8, Duration::from_secs(5)).await)
 }
 
+/// Test configuration: the abuse limits are raised so tests that are about something else
+/// never meet them (the tests of the limits set their own).
 pub fn test_config(dir: &std::path::Path) -> Config {
     Config {
         data_dir: dir.to_owned(),
         enrollment_tokens: vec![ENROLL_TOKEN.into()],
         admin_token: Some(ADMIN_TOKEN.into()),
+        enroll_burst: 10_000,
+        device_burst: 100_000,
+        device_per_minute: 10_000,
+        max_inflight_per_device: 64,
         ..Config::default()
     }
 }
@@ -78,10 +84,13 @@ pub enum Backend {
     Postgres,
 }
 
-/// A test server: state + router + the temp dir holding its files.
+/// A test server: state + the public router + the admin router + the temp dir holding its
+/// files. [`TestApp::send`] gives `/v1/admin/*` to the admin router (as an operator reaches
+/// the admin listener) and everything else to the public one.
 pub struct TestApp {
     pub state: AppState,
     pub router: Router,
+    pub admin: Router,
     pub dir: tempfile::TempDir,
 }
 
@@ -121,20 +130,42 @@ impl TestApp {
                 .0;
         let state = AppState::new(cfg, store, archive, Some(signer));
         let router = vitalcore_server::router(state.clone());
-        Self { state, router, dir }
+        let admin = vitalcore_server::admin_router(state.clone());
+        Self {
+            state,
+            router,
+            admin,
+            dir,
+        }
     }
 
     pub async fn send(&self, req: Request<Body>) -> (StatusCode, HeaderMap, Vec<u8>) {
-        let resp = self.router.clone().oneshot(req).await.unwrap();
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
-            .await
-            .unwrap()
-            .to_vec();
-        (status, headers, body)
+        let r = if req.uri().path().starts_with("/v1/admin/") {
+            &self.admin
+        } else {
+            &self.router
+        };
+        send_to(r, req).await
     }
 
+    /// Sends to the public router only (what the internet reaches).
+    pub async fn send_public(&self, req: Request<Body>) -> (StatusCode, HeaderMap, Vec<u8>) {
+        send_to(&self.router, req).await
+    }
+}
+
+pub async fn send_to(router: &Router, req: Request<Body>) -> (StatusCode, HeaderMap, Vec<u8>) {
+    let resp = router.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap()
+        .to_vec();
+    (status, headers, body)
+}
+
+impl TestApp {
     pub async fn enroll(&self) -> EnrollResponse {
         let (status, _, body) = self
             .send(json_post(
@@ -212,7 +243,7 @@ pub fn record(subject: &str, id: &str, study: &str, hr: f64) -> FeatureRecord {
         captured_hour: 1_790_000_000,
         age_band: Some("40-49".into()),
         quality: 0.9,
-        features: [("hr".to_string(), hr), ("rmssd".to_string(), 40.0)]
+        features: [("hr_mean".to_string(), hr), ("rmssd".to_string(), 40.0)]
             .into_iter()
             .collect(),
     }
@@ -242,9 +273,38 @@ pub fn sample_batch(key: &str, subject: &str, n: usize) -> SyncBatch {
         ],
         records,
         labels,
+        subject_proofs: Default::default(),
     }
 }
 
+/// The possession proof the owner of `subject` has in these tests (a device's SDK derives
+/// it from its pseudonym key; any 64 lower-case hex digits do here).
+pub fn proof(subject: &str) -> String {
+    vitalcore_server::auth::sha256_hex(format!("test-owner-of/{subject}").as_bytes())
+}
+
+/// Fills in the owner's proof of every subject the batch names that has none yet.
+pub fn with_proofs(mut b: SyncBatch) -> SyncBatch {
+    let subjects: Vec<String> = b
+        .records
+        .iter()
+        .map(|r| r.subject.clone())
+        .chain(b.labels.iter().map(|l| l.subject.clone()))
+        .collect();
+    for s in subjects {
+        b.subject_proofs
+            .entry(s.clone())
+            .or_insert_with(|| proof(&s));
+    }
+    b
+}
+
+/// The batch as JSON, with the owner's proofs filled in ([`with_proofs`]).
 pub fn body_json(b: &SyncBatch) -> Vec<u8> {
-    serde_json::to_vec(b).unwrap()
+    serde_json::to_vec(&with_proofs(b.clone())).unwrap()
+}
+
+/// An erasure request for `subject` with its owner's proof.
+pub fn erasure_body(subject: &str) -> serde_json::Value {
+    serde_json::json!({ "subject": subject, "proof": proof(subject) })
 }

@@ -78,7 +78,7 @@ async fn erasure_removes_rows_and_objects_and_leaves_an_anonymous_audit() {
             .send(json_post(
                 "/v1/erasure",
                 Some(&dev.credential),
-                &serde_json::json!({ "subject": "subject-gone" }),
+                &erasure_body("subject-gone"),
             ))
             .await;
         assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
@@ -185,7 +185,7 @@ async fn export_is_arrow_with_labels_and_only_training_consent() {
         "research-only records are not exported for training"
     );
     let b = &batches[0];
-    let hr = column::<Float64Array>(b, "f_hr");
+    let hr = column::<Float64Array>(b, "f_hr_mean");
     let label = column::<StringArray>(b, "label");
     let ids = column::<StringArray>(b, "record_id");
     for i in 0..3 {
@@ -194,7 +194,7 @@ async fn export_is_arrow_with_labels_and_only_training_consent() {
             .iter()
             .find(|r| r.record_id == ids.value(i))
             .unwrap();
-        assert_eq!(hr.value(i), want.features["hr"]);
+        assert_eq!(hr.value(i), want.features["hr_mean"]);
         assert_eq!(label.value(i), "regular");
     }
     assert!(
@@ -263,12 +263,12 @@ async fn partner_api_enforces_scopes_pagination_and_min_group_size() {
 
     let records_key = partner_key(
         &app,
-        serde_json::json!({ "studies": ["rhythm"], "features": ["hr"], "records": true }),
+        serde_json::json!({ "studies": ["rhythm"], "features": ["hr_mean"], "records": true }),
     )
     .await;
     let agg_key = partner_key(
         &app,
-        serde_json::json!({ "studies": ["rhythm"], "features": ["hr"], "records": false }),
+        serde_json::json!({ "studies": ["rhythm"], "features": ["hr_mean"], "records": false }),
     )
     .await;
 
@@ -334,7 +334,7 @@ async fn partner_api_enforces_scopes_pagination_and_min_group_size() {
 
     let (s, _, body) = app
         .send(get(
-            "/v1/partner/aggregates?study=rhythm&feature=hr&group_by=age_band",
+            "/v1/partner/aggregates?study=rhythm&feature=hr_mean&group_by=age_band",
             Some(&agg_key),
         ))
         .await;

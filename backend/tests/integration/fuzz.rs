@@ -46,6 +46,7 @@ fn body() -> impl Strategy<Value = Body> {
                 "consent",
                 "records",
                 "labels",
+                "subject_proofs",
                 "extra"
             ]),
             leaf()
@@ -59,7 +60,9 @@ fn body() -> impl Strategy<Value = Body> {
                 "quality",
                 "features",
                 "captured_hour",
-                "age_band"
+                "age_band",
+                "kind",
+                "feature_set"
             ]),
             leaf()
         )
@@ -157,11 +160,11 @@ fn random_bodies_get_a_4xx_or_a_clean_accept_and_never_corrupt_the_store() {
             |(body, encoding)| {
                 n.set(n.get() + 1);
                 // A subject of its own per case: an accepted body's records are all new.
-                let valid = sample_batch(
+                let valid = with_proofs(sample_batch(
                     &format!("key-fuzz-{:012}", n.get()),
                     &format!("subj-{:06}", n.get()),
                     3,
-                );
+                ));
                 let valid_json = serde_json::to_vec(&valid).unwrap();
                 let raw = match body {
                     Body::Bytes(b) => b,

@@ -28,3 +28,4 @@ mod server;
 // The Lambda adapter's binary exists only with its feature (`cargo test --all-features`).
 #[cfg(feature = "lambda")]
 mod lambda;
+mod trust;

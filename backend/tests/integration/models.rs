@@ -295,6 +295,7 @@ async fn production_mode_never_generates_a_signing_key() {
     assert!(!dir.path().join("dev-signing-key.pk8").exists());
     let app = TestApp {
         router: vitalcore_server::router(state.clone()),
+        admin: vitalcore_server::admin_router(state.clone()),
         state,
         dir,
     };

@@ -78,6 +78,7 @@ async fn without_a_signing_key_no_statement_is_made() {
     assert!(state.signer.is_none(), "production mode invents no key");
     let app = TestApp {
         router: vitalcore_server::router(state.clone()),
+        admin: vitalcore_server::admin_router(state.clone()),
         state,
         dir,
     };

@@ -139,7 +139,7 @@ async fn batches_are_archived_to_s3_and_erased_from_it() {
         .send(json_post(
             "/v1/erasure",
             Some(&dev.credential),
-            &serde_json::json!({ "subject": "subject-s3" }),
+            &erasure_body("subject-s3"),
         ))
         .await;
     assert_eq!(s, StatusCode::OK);

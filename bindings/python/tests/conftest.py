@@ -68,25 +68,33 @@ class Server:
         env.update(
             VITALCORE_ENROLLMENT_TOKENS=self.enrollment_token,
             VITALCORE_ADMIN_TOKEN=self.admin_token,
+            # Every test device enrolls from 127.0.0.1: the per-IP enrollment limit is not
+            # what these tests are about.
+            VITALCORE_ENROLL_BURST="10000",
             RUST_LOG="info",
         )
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
                 [str(binary), "serve", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0",
+                 "--admin-listen", "127.0.0.1:0",
                  "--data-dir", str(data_dir), "--region", self.REGION] + (["--dev"] if dev else []),
                 stdout=log, stderr=subprocess.STDOUT, env=env,
             )
         deadline = time.monotonic() + 60
-        api = None
+        api = admin = None
         while api is None and time.monotonic() < deadline and self.process.poll() is None:
-            m = re.search(r'"message":"listening".*"api":"([^"]+)"', self.log_path.read_text())
-            api = m.group(1) if m else None
+            text = self.log_path.read_text()
+            m = re.search(r'"message":"listening".*"api":"([^"]+)"', text)
+            a = re.search(r'"message":"listening".*"admin":"([^"]+)"', text)
+            api, admin = (m.group(1) if m else None), (a.group(1) if a else None)
             if api is None:
                 time.sleep(0.02)
-        if api is None:
+        if api is None or admin is None:
             self.stop()
-            pytest.fail(f"vitalcore-server did not report its address; log:\n{self.log()}")
+            pytest.fail(f"vitalcore-server did not report its addresses; log:\n{self.log()}")
         self.url = f"http://{api}"
+        # The admin routes live on their own (loopback) listener, never on the API one.
+        self.admin_url = f"http://{admin}"
         while time.monotonic() < deadline:
             try:
                 if self.request("GET", "/readyz")[0] == 200:
@@ -113,7 +121,8 @@ class Server:
 
     def request(self, method: str, path: str, body: object = None, bearer: str | None = None) -> tuple[int, bytes]:
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.url + path, data=data, method=method)
+        base = self.admin_url if path.startswith("/v1/admin/") else self.url
+        req = urllib.request.Request(base + path, data=data, method=method)
         if data is not None:
             req.add_header("Content-Type", "application/json")
         if bearer is not None:

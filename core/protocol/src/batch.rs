@@ -74,6 +74,12 @@ pub struct SyncBatch {
     /// Outcome labels.
     #[serde(default)]
     pub labels: Vec<OutcomeLabel>,
+    /// Possession proof of each subject the batch names (pseudonym -> proof, see
+    /// [`crate::vocab::SUBJECT_PROOF_CONTEXT`]). The server binds a subject to the first proof
+    /// it accepts and refuses records and labels for it under any other. Absent on the wire
+    /// when empty.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub subject_proofs: BTreeMap<String, String>,
 }
 
 /// The server's answer to an accepted batch; a retry with the same key gets the same answer.
@@ -117,6 +123,7 @@ mod tests {
                 record_id: "r1".into(),
                 label: "regular".into(),
             }],
+            subject_proofs: BTreeMap::new(),
         }
     }
 
@@ -136,6 +143,18 @@ mod tests {
         );
         let back: SyncBatch = serde_json::from_str(&json).unwrap();
         assert_eq!(back, sample());
+    }
+
+    #[test]
+    fn subject_proofs_travel_only_when_present() {
+        let mut b = sample();
+        b.subject_proofs.insert("s-1".into(), "ab".repeat(32));
+        let json = serde_json::to_string(&b).unwrap();
+        assert!(json.ends_with(&format!(
+            r#""subject_proofs":{{"s-1":"{}"}}}}"#,
+            "ab".repeat(32)
+        )));
+        assert_eq!(serde_json::from_str::<SyncBatch>(&json).unwrap(), b);
     }
 
     #[test]

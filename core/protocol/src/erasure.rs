@@ -7,6 +7,10 @@ use serde::{Deserialize, Serialize};
 pub struct ErasureRequest {
     /// Pseudonymous subject id whose records, labels and archived objects are deleted.
     pub subject: String,
+    /// The subject's possession proof (as in [`crate::SyncBatch::subject_proofs`]); required
+    /// for a subject the server has bound, absent on the wire when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proof: Option<String>,
 }
 
 /// What the server deleted; the audit trail keeps these counts, never the subject id.
@@ -30,10 +34,24 @@ mod tests {
     fn erasure_wire_format_is_frozen() {
         let req = ErasureRequest {
             subject: "s-1".into(),
+            proof: None,
         };
         let json = serde_json::to_string(&req).unwrap();
         assert_eq!(json, r#"{"subject":"s-1"}"#);
         assert_eq!(serde_json::from_str::<ErasureRequest>(&json).unwrap(), req);
+        let proved = ErasureRequest {
+            proof: Some("ab".repeat(32)),
+            ..req
+        };
+        let json = serde_json::to_string(&proved).unwrap();
+        assert_eq!(
+            json,
+            format!(r#"{{"subject":"s-1","proof":"{}"}}"#, "ab".repeat(32))
+        );
+        assert_eq!(
+            serde_json::from_str::<ErasureRequest>(&json).unwrap(),
+            proved
+        );
 
         let receipt = ErasureReceipt {
             audit_id: "a1".into(),

@@ -422,6 +422,8 @@ pub(crate) struct UserState {
     /// shredded).
     generation: AtomicU64,
     client: Mutex<Option<(u64, Arc<SyncClient>)>>,
+    /// The server refused the stored credential: the next run enrolls again (with a token).
+    credential_refused: std::sync::atomic::AtomicBool,
     /// One network run at a time, so erasure requests always precede the uploads after them.
     run: tokio::sync::Mutex<()>,
 }
@@ -505,7 +507,10 @@ impl Vitalcore {
             .unwrap_or_default();
         let pseudonym = if store.sync_meta(SyncMeta::Credential)?.is_some() {
             store.existing_pseudonym_secret(subject)?.map(|secret| {
-                Anonymizer::new(secret, AnonymizationPolicy::new("-")).pseudonym(subject, &p)
+                let a = Anonymizer::new(secret, AnonymizationPolicy::new("-"));
+                let ps = a.pseudonym(subject, &p);
+                let proof = a.subject_proof(&ps);
+                (ps, proof)
             })
         } else {
             None
@@ -518,8 +523,8 @@ impl Vitalcore {
         };
         store.write(|tx| {
             tx.record_consent(subject, &d)?;
-            if let Some(ps) = &pseudonym {
-                tx.queue_erasure(ps)?;
+            if let Some((ps, proof)) = &pseudonym {
+                tx.queue_erasure(ps, Some(proof))?;
             }
             Ok(())
         })?;
@@ -574,14 +579,21 @@ impl Vitalcore {
     /// The stored credential, or one obtained now with the enrollment token (then stored).
     async fn credential(&self, endpoint: &str) -> Result<(String, bool)> {
         let store = &self.inner.store;
-        if let Some(c) = store.sync_meta(SyncMeta::Credential)? {
-            let c = String::from_utf8(c.to_vec()).map_err(|_| crate::store::StoreError::Layout)?;
-            return Ok((c, false));
-        }
         let (token, timeout) = {
             let o = lock(&self.inner.user.options);
             (o.enrollment_token.clone(), o.timeout)
         };
+        // A credential the server refused (expired or revoked) is replaced when a token can
+        // enroll the device again; it stays stored until then (it also records that the
+        // device enrolled, which decides whether withdrawals queue server erasures).
+        let refused = self.inner.user.credential_refused.load(Ordering::SeqCst);
+        if let Some(c) = store.sync_meta(SyncMeta::Credential)? {
+            if !(refused && token.is_some()) {
+                let c =
+                    String::from_utf8(c.to_vec()).map_err(|_| crate::store::StoreError::Layout)?;
+                return Ok((c, false));
+            }
+        }
         let token = token.ok_or(SyncError::NotEnrolled)?;
         // The token goes only to an endpoint of the device's own region, as everything else.
         let region = self.inner.config.get_sync_region().unwrap_or_default();
@@ -589,6 +601,10 @@ impl Vitalcore {
             .await?;
         let credential = crate::sync::enroll(endpoint, &token, timeout).await?;
         store.set_sync_meta(SyncMeta::Credential, credential.as_bytes())?;
+        self.inner
+            .user
+            .credential_refused
+            .store(false, Ordering::SeqCst);
         Ok((credential, true))
     }
 
@@ -645,7 +661,9 @@ impl Vitalcore {
     async fn flush_erasures(&self, client: &SyncClient) -> Result<usize> {
         let mut delivered = 0;
         for e in self.inner.store.pending_erasures()? {
-            client.send_erasure(&e.pseudonym).await?;
+            client
+                .send_erasure_proved(&e.pseudonym, e.proof.as_deref())
+                .await?;
             self.inner.store.erasure_delivered(&e.id)?;
             delivered += 1;
         }
@@ -663,7 +681,22 @@ impl Vitalcore {
     /// Errors: [`EngineError::Sync`] with [`SyncError::NoEndpoint`] (no endpoint/region in
     /// the config), [`SyncError::NotEnrolled`], [`SyncError::WrongRegion`],
     /// [`SyncError::Unavailable`] / [`SyncError::Network`] (retry later), ...
+    ///
+    /// After a run the server refused the credential in (expired or revoked), the next run
+    /// enrolls the device again when an enrollment token is configured; its subjects stay its
+    /// own (the server binds them to proofs from the pseudonym key, not to the credential).
     pub async fn sync_now(&self) -> Result<SyncOutcome> {
+        let result = self.sync_run().await;
+        if matches!(result, Err(EngineError::Sync(SyncError::Unauthorized))) {
+            let user = &self.inner.user;
+            user.credential_refused.store(true, Ordering::SeqCst);
+            user.generation.fetch_add(1, Ordering::SeqCst);
+            *lock(&user.client) = None;
+        }
+        result
+    }
+
+    async fn sync_run(&self) -> Result<SyncOutcome> {
         drop(self.inner.begin()?);
         self.endpoint()?;
         let user = &self.inner.user;
@@ -833,13 +866,17 @@ impl Vitalcore {
                     .filter(|d| d.granted)
                     .map(|d| d.purpose)
                     .collect();
-                pseudonyms.extend(ever.iter().map(|p| a.pseudonym(subject, p)));
+                pseudonyms.extend(ever.iter().map(|p| {
+                    let ps = a.pseudonym(subject, p);
+                    let proof = a.subject_proof(&ps);
+                    (ps, proof)
+                }));
             }
         }
         // Requests first: once the secret is shredded the pseudonyms cannot be recomputed.
         store.write(|tx| {
-            for p in &pseudonyms {
-                tx.queue_erasure(p)?;
+            for (p, proof) in &pseudonyms {
+                tx.queue_erasure(p, Some(proof))?;
             }
             Ok(())
         })?;
@@ -858,7 +895,11 @@ impl Vitalcore {
                 Ok((client, _)) => {
                     let mut n = 0;
                     for e in store.pending_erasures()? {
-                        if client.send_erasure(&e.pseudonym).await.is_err() {
+                        if client
+                            .send_erasure_proved(&e.pseudonym, e.proof.as_deref())
+                            .await
+                            .is_err()
+                        {
                             break;
                         }
                         store.erasure_delivered(&e.id)?;

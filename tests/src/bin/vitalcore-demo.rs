@@ -352,6 +352,10 @@ async fn start_server(dir: &Path, postgres: Option<&str>) -> Result<Server> {
         enrollment_tokens: vec![enroll_token.clone()],
         region: "eu".into(),
         admin_token: Some(admin_token.clone()),
+        // The whole fleet enrolls from loopback in a burst.
+        enroll_burst: 10_000,
+        device_burst: 100_000,
+        device_per_minute: 10_000,
         ..vitalcore_server::Config::default()
     };
     let state = AppState::new(config, store.clone(), archive, Some(signer));
@@ -362,7 +366,9 @@ async fn start_server(dir: &Path, postgres: Option<&str>) -> Result<Server> {
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(vitalcore_server::serve(
         listener,
-        vitalcore_server::router(state),
+        // In-process demo on loopback: the admin plane (public routes plus /v1/admin/*) on
+        // one listener, so the trainer publishes through the same address it reads from.
+        vitalcore_server::admin_router(state),
         async move {
             let _ = rx.await;
         },

@@ -92,6 +92,12 @@ impl Server {
             enrollment_tokens: vec![ENROLL_TOKEN.into()],
             region: region.into(),
             admin_token: models.then(|| ADMIN_TOKEN.to_owned()),
+            // A fleet enrolls from one loopback address and syncs as fast as the faults let
+            // it: the abuse limits are not what these tests are about.
+            enroll_burst: 10_000,
+            device_burst: 100_000,
+            device_per_minute: 10_000,
+            max_inflight_per_device: 64,
             ..Config::default()
         };
         let signer =
@@ -104,9 +110,11 @@ impl Server {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        // The admin router (public routes plus /v1/admin/*) on one loopback listener, as an
+        // operator's tools see the admin plane: the tests publish models through it.
         tokio::spawn(vitalcore_server::serve(
             listener,
-            vitalcore_server::router(state),
+            vitalcore_server::admin_router(state),
             async move {
                 let _ = rx.await;
             },

@@ -9,7 +9,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use ring::hmac;
 use serde::Deserialize;
-use vitalcore_protocol::{ConsentPurpose, FeatureRecord, OutcomeLabel};
+use vitalcore_protocol::{
+    feature_in, feature_set, is_valid_kind, is_valid_label, is_valid_study, ConsentPurpose,
+    FeatureRecord, OutcomeLabel, SUBJECT_PROOF_CONTEXT,
+};
 use zeroize::Zeroizing;
 
 use crate::store::{Purpose, Store, StoreError, SubjectId};
@@ -214,7 +217,7 @@ impl AnonymizationPolicy {
     /// Whether a label `name` with `value` may be uploaded: its name is allow-listed and it
     /// asserts the class (`value` 1). Anything else (a score, a negative finding) stays local.
     pub fn label_uploads(&self, name: &str, value: f64) -> bool {
-        value == 1.0 && self.allowed_labels.contains(name)
+        value == 1.0 && self.allowed_labels.contains(name) && is_valid_label(name)
     }
 
     /// Time granularity in seconds, at least one hour (the wire field is an hour); default 3600.
@@ -330,6 +333,21 @@ impl Anonymizer {
         ((u64::from_be_bytes(b) >> 11) as f64 + 0.5) / (1u64 << 53) as f64
     }
 
+    /// The possession proof of `pseudonym`: HMAC-SHA256 under the pseudonym key over
+    /// [`SUBJECT_PROOF_CONTEXT`] and the pseudonym (length-prefixed), as 64 hex digits. The
+    /// server binds the pseudonym to the first proof it accepts and from then on stores or
+    /// erases nothing for it without the same proof. It comes from the key, not from the
+    /// device credential, so a device that enrolls again (an app reinstall with the store
+    /// restored) still proves its subjects; the server keeps only its SHA-256.
+    pub fn subject_proof(&self, pseudonym: &str) -> String {
+        let mut ctx = hmac::Context::with_key(&self.key);
+        for p in [SUBJECT_PROOF_CONTEXT, pseudonym.as_bytes()] {
+            ctx.update(&(p.len() as u64).to_be_bytes());
+            ctx.update(p);
+        }
+        hex::encode(ctx.sign().as_ref())
+    }
+
     /// Pseudonymous subject id for one purpose.
     pub fn pseudonym(&self, subject: &SubjectId, purpose: &Purpose) -> String {
         self.tag(&[
@@ -371,10 +389,18 @@ impl Anonymizer {
         let (_, study) = wire_purpose(purpose)?;
         let local: LocalRecord =
             serde_json::from_slice(payload).map_err(|_| PrivacyError::MalformedRecord)?;
+        // Only names of the feature set the record names, with values the server accepts
+        // (vitalcore-protocol's table, the one the server checks against).
+        if feature_set(&local.feature_set).is_none() {
+            return Err(PrivacyError::MalformedRecord);
+        }
+        let def = |k: &str| feature_in(&local.feature_set, k);
         let mut features: BTreeMap<String, f64> = local
             .features
             .into_iter()
-            .filter(|(k, v)| self.policy.allowed_features.contains(k) && v.is_finite())
+            .filter(|(k, v)| {
+                self.policy.allowed_features.contains(k) && def(k).is_some_and(|d| d.accepts(*v))
+            })
             .collect();
         if let Some(dp) = &self.policy.local_dp {
             for (name, f) in &dp.features {
@@ -385,7 +411,11 @@ impl Anonymizer {
                         local_id,
                         name.as_bytes(),
                     ]);
-                    *v = v.clamp(f.lo, f.hi) + laplace(u, (f.hi - f.lo) / f.epsilon);
+                    let noised = v.clamp(f.lo, f.hi) + laplace(u, (f.hi - f.lo) / f.epsilon);
+                    // A draw beyond the interval the server accepts (only at a tiny epsilon)
+                    // is clamped onto it: post-processing, so the guarantee is unchanged.
+                    let (lo, hi) = def(name).map_or((f64::MIN, f64::MAX), |d| d.accepted());
+                    *v = noised.clamp(lo, hi);
                 }
             }
         }
@@ -398,16 +428,23 @@ impl Anonymizer {
             (None, None) => return Err(PrivacyError::MalformedRecord),
         };
         let quality = local.sqi.or(local.quality).unwrap_or(0.0);
-        if !(0.0..=1.0).contains(&quality) || !short_token(&local.kind) {
+        if !(0.0..=1.0).contains(&quality)
+            || !short_token(&local.kind)
+            || !is_valid_kind(&local.kind)
+        {
             return Err(PrivacyError::MalformedRecord);
         }
         if !short_token(&local.feature_set) {
             return Err(PrivacyError::MalformedRecord);
         }
+        let study = study.unwrap_or(&self.policy.study);
+        if !is_valid_study(study) {
+            return Err(PrivacyError::MalformedRecord);
+        }
         Ok(FeatureRecord {
             record_id: self.record_id(purpose, record_key),
             subject: self.pseudonym(subject, purpose),
-            study: study.unwrap_or(&self.policy.study).to_owned(),
+            study: study.to_owned(),
             kind: local.kind,
             feature_set: local.feature_set,
             captured_hour: coarsen(secs, self.policy.time_granularity_secs),
@@ -460,7 +497,7 @@ mod tests {
     fn anon() -> Anonymizer {
         Anonymizer::new(
             Zeroizing::new([7u8; 32]),
-            AnonymizationPolicy::new("rhythm").allow_features(["hr", "rmssd"]),
+            AnonymizationPolicy::new("rhythm").allow_features(["hr_mean", "rmssd", "hr"]),
         )
     }
 
@@ -479,7 +516,7 @@ mod tests {
         let s = SubjectId::new("alice@example.org").unwrap();
         let p = Purpose::new("model_training").unwrap();
         let payload = br#"{"kind":"ppg","feature_set":"v1","started_at_ms":1790001234567,
-            "features":{"hr":61.0,"rmssd":40.0,"secret_feature":1.0},"sqi":0.9,"age_years":47,
+            "features":{"hr_mean":61.0,"rmssd":40.0,"hr":1.0,"secret_feature":1.0},"sqi":0.9,"age_years":47,
             "device_id":"IMEI-356938035643809","note":"felt dizzy at work","ip":"10.1.2.3"}"#;
         let r = anon().anonymize(&s, &p, b"row1", payload).unwrap();
         let json = serde_json::to_string(&r).unwrap();
@@ -489,10 +526,12 @@ mod tests {
             "dizzy",
             "10.1.2.3",
             "secret_feature",
+            "\"hr\"",
             "1790001234",
         ] {
             assert!(!json.contains(canary), "{canary} leaked: {json}");
         }
+        // `hr` is allow-listed by the app but not a feature set v1 name: it stays too.
         assert_eq!(r.features.len(), 2);
         assert_eq!(r.age_band.as_deref(), Some("45-49"));
         assert_eq!(r.captured_hour % 3600, 0);
@@ -563,11 +602,64 @@ mod tests {
     }
 
     #[test]
+    fn only_feature_set_names_with_accepted_values_leave_and_only_known_sets() {
+        let s = SubjectId::new("s").unwrap();
+        let p = Purpose::new("model_training").unwrap();
+        let a = Anonymizer::new(
+            Zeroizing::new([7u8; 32]),
+            AnonymizationPolicy::new("rhythm"),
+        );
+        let payload = br#"{"kind":"ppg","feature_set":"v1","day":20000,
+            "features":{"hr_mean":60.0,"rmssd":1e12,"patient_ssn_078051120":1.0,"sqi":0.9}}"#;
+        let r = a.anonymize(&s, &p, b"r", payload).unwrap();
+        assert_eq!(r.features.keys().collect::<Vec<_>>(), ["hr_mean", "sqi"]);
+        for bad in [
+            br#"{"kind":"ppg","feature_set":"v9","day":1,"features":{"hr_mean":60.0}}"#.to_vec(),
+            br#"{"kind":"ekg","feature_set":"v1","day":1,"features":{"hr_mean":60.0}}"#.to_vec(),
+        ] {
+            assert!(matches!(
+                a.anonymize(&s, &p, b"r", &bad),
+                Err(PrivacyError::MalformedRecord)
+            ));
+        }
+        let bad_study = Anonymizer::new(
+            Zeroizing::new([7u8; 32]),
+            AnonymizationPolicy::new("John Smith"),
+        );
+        assert!(matches!(
+            bad_study.anonymize(&s, &p, b"r", payload),
+            Err(PrivacyError::MalformedRecord)
+        ));
+    }
+
+    #[test]
+    fn subject_proofs_are_keyed_and_differ_from_the_pseudonym() {
+        let s = SubjectId::new("subject-1").unwrap();
+        let p = Purpose::new("model_training").unwrap();
+        let a = anon();
+        let ps = a.pseudonym(&s, &p);
+        let proof = a.subject_proof(&ps);
+        assert!(vitalcore_protocol::is_valid_subject_proof(&proof));
+        assert_eq!(proof, anon().subject_proof(&ps), "stable for the same key");
+        assert!(!proof.contains(&ps));
+        let other = Anonymizer::new(Zeroizing::new([8u8; 32]), AnonymizationPolicy::new("x"));
+        assert_ne!(
+            proof,
+            other.subject_proof(&ps),
+            "another key cannot prove it"
+        );
+        assert_ne!(
+            proof,
+            a.subject_proof(&a.pseudonym(&s, &Purpose::new("research").unwrap()))
+        );
+    }
+
+    #[test]
     fn free_text_in_kind_is_refused() {
         let s = SubjectId::new("s").unwrap();
         let p = Purpose::new("model_training").unwrap();
         let payload =
-            br#"{"kind":"John Smith's ppg","feature_set":"v1","day":20000,"features":{"hr":60.0}}"#;
+            br#"{"kind":"John Smith's ppg","feature_set":"v1","day":20000,"features":{"hr_mean":60.0}}"#;
         assert!(matches!(
             anon().anonymize(&s, &p, b"r", payload),
             Err(PrivacyError::MalformedRecord)
@@ -722,7 +814,7 @@ mod tests {
             let s = SubjectId::new("s").unwrap();
             let p = Purpose::new("model_training").unwrap();
             let _ = anon().anonymize(&s, &p, b"r", &bytes);
-            let payload = format!(r#"{{"kind":"ppg","feature_set":"v1","started_at_ms":{ms},"features":{{"hr":60.0}},"age_years":{age}}}"#);
+            let payload = format!(r#"{{"kind":"ppg","feature_set":"v1","started_at_ms":{ms},"features":{{"hr_mean":60.0}},"age_years":{age}}}"#);
             let r = anon().anonymize(&s, &p, b"r", payload.as_bytes()).unwrap();
             prop_assert_eq!(r.captured_hour.rem_euclid(3600), 0);
             prop_assert!(ms.div_euclid(1000) - r.captured_hour < 3600);

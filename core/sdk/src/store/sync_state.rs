@@ -34,6 +34,9 @@ pub struct PendingErasure {
     pub created_ms: i64,
     /// The pseudonym whose server data is to be erased.
     pub pseudonym: String,
+    /// Its possession proof, computed when the request was stored (the pseudonym secret may be
+    /// shredded since); `None` for a request stored before proofs existed.
+    pub proof: Option<String>,
 }
 
 impl std::fmt::Debug for PendingErasure {
@@ -55,16 +58,22 @@ fn binding<'a>(table: &'static str, column: &'static str, row: &'a [u8]) -> Bind
 }
 
 impl WriteTx<'_> {
-    /// Queues an erasure request for `pseudonym` inside this transaction.
-    pub fn queue_erasure(&mut self, pseudonym: &str) -> Result<RecordId> {
+    /// Queues an erasure request for `pseudonym` (with its possession proof) inside this
+    /// transaction.
+    pub fn queue_erasure(&mut self, pseudonym: &str, proof: Option<&str>) -> Result<RecordId> {
         let id = RecordId::random()?;
         let keys = &self.store.keys;
+        // `pseudonym` or `pseudonym\nproof`: neither contains a line break.
+        let plain = match proof {
+            Some(p) => format!("{pseudonym}\n{p}"),
+            None => pseudonym.to_owned(),
+        };
         let body = keys
             .meta
             .seal(
                 &keys.rng,
                 binding("pending_erasures", "body", &id.0),
-                pseudonym.as_bytes(),
+                plain.as_bytes(),
             )
             .map_err(|_| StoreError::Random)?;
         self.tx
@@ -181,9 +190,9 @@ impl Store {
         Ok(Some(out))
     }
 
-    /// Queues an erasure request for `pseudonym` on its own.
-    pub fn queue_erasure(&self, pseudonym: &str) -> Result<RecordId> {
-        self.write(|tx| tx.queue_erasure(pseudonym))
+    /// Queues an erasure request for `pseudonym` (with its possession proof) on its own.
+    pub fn queue_erasure(&self, pseudonym: &str, proof: Option<&str>) -> Result<RecordId> {
+        self.write(|tx| tx.queue_erasure(pseudonym, proof))
     }
 
     /// Erasure requests not yet confirmed by the server, oldest first.
@@ -204,12 +213,16 @@ impl Store {
                     .meta
                     .open(binding("pending_erasures", "body", &id.0), &body)
                     .map_err(unauthentic("pending_erasures", "body"))?;
-                let pseudonym =
-                    String::from_utf8(plain.to_vec()).map_err(|_| StoreError::Layout)?;
+                let body = String::from_utf8(plain.to_vec()).map_err(|_| StoreError::Layout)?;
+                let (pseudonym, proof) = match body.split_once('\n') {
+                    Some((p, proof)) => (p.to_owned(), Some(proof.to_owned())),
+                    None => (body, None),
+                };
                 Ok(PendingErasure {
                     id,
                     created_ms,
                     pseudonym,
+                    proof,
                 })
             })
             .collect()
@@ -319,7 +332,8 @@ mod tests {
             let secret = s.pseudonym_secret(&who).unwrap();
             s.set_sync_meta(SyncMeta::Credential, b"vcd_credential-canary")
                 .unwrap();
-            let id = s.queue_erasure(pseudonym).unwrap();
+            let id = s.queue_erasure(pseudonym, Some(&"ab".repeat(32))).unwrap();
+            s.queue_erasure("legacy0123456789", None).unwrap();
             s.checkpoint().unwrap();
             (secret, id)
         };
@@ -344,11 +358,18 @@ mod tests {
             b"vcd_credential-canary"
         );
         let pending = s.pending_erasures().unwrap();
-        assert_eq!(pending.len(), 1);
+        assert_eq!(pending.len(), 2);
         assert_eq!(
             (pending[0].id, pending[0].pseudonym.as_str()),
             (id, pseudonym)
         );
+        assert_eq!(pending[0].proof, Some("ab".repeat(32)));
+        assert_eq!(
+            (pending[1].pseudonym.as_str(), pending[1].proof.as_deref()),
+            ("legacy0123456789", None),
+            "a request stored without a proof reads back without one"
+        );
+        assert!(s.erasure_delivered(&pending[1].id).unwrap());
         assert!(!format!("{pending:?}").contains(pseudonym));
         assert!(s.erasure_delivered(&id).unwrap());
         assert!(s.pending_erasures().unwrap().is_empty());

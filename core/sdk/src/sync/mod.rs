@@ -500,6 +500,13 @@ impl SyncClient {
                 }
             }
         }
+        // The possession proof of every subject named (one per purpose in practice).
+        let subject_proofs = records
+            .iter()
+            .map(|r| &r.subject)
+            .chain(labels.iter().map(|l| &l.subject))
+            .map(|s| (s.clone(), self.anonymizer.subject_proof(s)))
+            .collect();
         let b = SyncBatch {
             schema: BATCH_SCHEMA,
             idempotency_key: hex::encode(batch.as_bytes()),
@@ -507,6 +514,7 @@ impl SyncClient {
             consent: vec![wire_purpose],
             records,
             labels,
+            subject_proofs,
         };
         let json = serde_json::to_vec(&b).map_err(|_| SyncError::Config("batch encoding"))?;
         let mut gz = GzEncoder::new(
@@ -640,18 +648,40 @@ impl SyncClient {
         self.anonymizer.pseudonym(&self.subject, purpose)
     }
 
+    /// The possession proof of `pseudonym` under this client's pseudonym key (see
+    /// [`Anonymizer::subject_proof`]).
+    pub fn subject_proof(&self, pseudonym: &str) -> String {
+        self.anonymizer.subject_proof(pseudonym)
+    }
+
     /// `POST /v1/erasure` for this subject's pseudonym under `purpose`.
     pub async fn request_erasure(&self, purpose: &Purpose) -> Result<ErasureReceipt, SyncError> {
         self.send_erasure(&self.pseudonym(purpose)).await
     }
 
-    /// `POST /v1/erasure` for a pseudonym computed earlier (kept while the device was offline,
-    /// possibly under a pseudonym secret that was shredded since).
+    /// `POST /v1/erasure` for a pseudonym of this client's pseudonym key, with its proof.
     pub async fn send_erasure(&self, pseudonym: &str) -> Result<ErasureReceipt, SyncError> {
+        let proof = self.subject_proof(pseudonym);
+        self.send_erasure_proved(pseudonym, Some(&proof)).await
+    }
+
+    /// `POST /v1/erasure` for a pseudonym and its proof computed earlier (kept while the
+    /// device was offline, possibly under a pseudonym secret that was shredded since). A
+    /// request stored before proofs existed has none; the server accepts that only for a
+    /// subject it never bound.
+    ///
+    /// Errors: [`SyncError::Unauthorized`] when the credential is refused or the server holds
+    /// the subject under another proof (403).
+    pub async fn send_erasure_proved(
+        &self,
+        pseudonym: &str,
+        proof: Option<&str>,
+    ) -> Result<ErasureReceipt, SyncError> {
         // A pseudonym goes only to the endpoint of the device's own region.
         self.verify_region().await?;
         let req = ErasureRequest {
             subject: pseudonym.to_owned(),
+            proof: proof.map(str::to_owned),
         };
         let url = format!("{}/v1/erasure", self.config.endpoint);
         for attempt in 0..self.config.max_attempts {
@@ -670,7 +700,10 @@ impl SyncClient {
                     }
                     None
                 }
-                Ok(r) if r.status() == StatusCode::UNAUTHORIZED => {
+                Ok(r)
+                    if r.status() == StatusCode::UNAUTHORIZED
+                        || r.status() == StatusCode::FORBIDDEN =>
+                {
                     return Err(SyncError::Unauthorized)
                 }
                 Ok(r) => retry_after_secs(r.headers()),

@@ -25,6 +25,8 @@ class VitalcoreServer private constructor(
     private val dataDir: File,
     /** Base URL of the API, `http://127.0.0.1:<port>`. */
     val baseUrl: String,
+    /** Base URL of the admin listener (the `/v1/admin/...` routes are served only there). */
+    val adminUrl: String,
     /** Accepted by `POST /v1/enroll`. */
     val enrollmentToken: String,
     /** Bearer token of the admin routes (`/v1/admin/...`). */
@@ -65,6 +67,7 @@ class VitalcoreServer private constructor(
                 binary().path, "serve",
                 "--listen", "127.0.0.1:0",
                 "--metrics-listen", "127.0.0.1:0",
+                "--admin-listen", "127.0.0.1:0",
                 "--data-dir", dataDir.path,
                 "--region", REGION,
                 *(if (dev) arrayOf("--dev") else emptyArray()),
@@ -80,21 +83,28 @@ class VitalcoreServer private constructor(
             env.keys.filter { it.startsWith("VITALCORE_") }.forEach { env.remove(it) }
             env["VITALCORE_ENROLLMENT_TOKENS"] = enrollment
             env["VITALCORE_ADMIN_TOKEN"] = admin
+            // Every test device enrolls from 127.0.0.1: the per-IP enrollment limit is not
+            // what these tests are about.
+            env["VITALCORE_ENROLL_BURST"] = "10000"
             env["RUST_LOG"] = "info"
             val process = pb.start()
             val listening = Regex("\"message\":\"listening\".*\"api\":\"([^\"]+)\"")
+            val adminListening = Regex("\"message\":\"listening\".*\"admin\":\"([^\"]+)\"")
             val deadline = System.nanoTime() + STARTUP.toNanos()
             var api: String? = null
+            var adminAddr: String? = null
             while (api == null && System.nanoTime() < deadline && process.isAlive) {
-                api = listening.find(logFile.readText())?.groupValues?.get(1)
+                val text = logFile.readText()
+                api = listening.find(text)?.groupValues?.get(1)
+                adminAddr = adminListening.find(text)?.groupValues?.get(1)
                 if (api == null) Thread.sleep(20)
             }
-            if (api == null) {
+            if (api == null || adminAddr == null) {
                 process.destroyForcibly()
                 process.waitFor(10, TimeUnit.SECONDS)
                 error("vitalcore-server did not report a listening address within $STARTUP; log:\n${logFile.readText()}")
             }
-            val server = VitalcoreServer(process, dataDir, "http://$api", enrollment, admin, logFile)
+            val server = VitalcoreServer(process, dataDir, "http://$api", "http://$adminAddr", enrollment, admin, logFile)
             server.awaitReady()
             return server
         }
@@ -114,16 +124,19 @@ class VitalcoreServer private constructor(
         error("vitalcore-server at $baseUrl was not ready within $STARTUP; log:\n$logText")
     }
 
+    /** Admin routes go to the admin listener, everything else to the API one. */
+    private fun urlOf(path: String): String = (if (path.startsWith("/v1/admin/")) adminUrl else baseUrl) + path
+
     /** `GET path`, with the admin token when [admin]. */
     fun get(path: String, admin: Boolean = false, bearer: String? = null): HttpResponse<ByteArray> {
-        val req = HttpRequest.newBuilder(URI.create(baseUrl + path)).timeout(Duration.ofSeconds(30)).GET()
+        val req = HttpRequest.newBuilder(URI.create(urlOf(path))).timeout(Duration.ofSeconds(30)).GET()
         (bearer ?: adminToken.takeIf { admin })?.let { req.header("Authorization", "Bearer $it") }
         return http.send(req.build(), HttpResponse.BodyHandlers.ofByteArray())
     }
 
     /** `POST path` with a JSON body, with the admin token when [admin]. */
     fun postJson(path: String, json: String, admin: Boolean = false): HttpResponse<ByteArray> {
-        val req = HttpRequest.newBuilder(URI.create(baseUrl + path)).timeout(Duration.ofSeconds(30))
+        val req = HttpRequest.newBuilder(URI.create(urlOf(path))).timeout(Duration.ofSeconds(30))
             .header("Content-Type", "application/json")
             .POST(HttpRequest.BodyPublishers.ofString(json))
         if (admin) req.header("Authorization", "Bearer $adminToken")
