@@ -1043,12 +1043,10 @@ impl<'a> Builder<'a> {
                 coefficients.len()
             ));
         }
-        let act = match attr_s(node, "post_transform").unwrap_or(b"NONE") {
-            b"NONE" => None,
-            b"LOGISTIC" => Some(Act::Sigmoid),
-            b"SOFTMAX" => Some(Act::None),
-            _ => return Err(Stop::Fallback),
-        };
+        let post = attr_s(node, "post_transform").unwrap_or(b"NONE");
+        if !matches!(post, b"NONE" | b"LOGISTIC" | b"SOFTMAX") {
+            return Err(Stop::Fallback);
+        }
         let mut w = vec![0f32; k * n];
         for (j, row) in coefficients.chunks_exact(k).enumerate() {
             for (kk, &c) in row.iter().enumerate() {
@@ -1065,17 +1063,17 @@ impl<'a> Builder<'a> {
             bias: intercepts.repeat(rows),
         };
         let raw = self.step(Kind::Dense(dense), &[rows, n], Act::None)?;
-        let probabilities = match act {
-            None => raw,
-            Some(Act::None) => self.step(
-                Kind::Softmax {
+        let shape = [rows, n];
+        let probabilities = match post {
+            b"LOGISTIC" => self.step(Kind::Unary(Src::Buf(raw)), &shape, Act::Sigmoid)?,
+            b"SOFTMAX" => {
+                let softmax = Kind::Softmax {
                     src: Src::Buf(raw),
                     cols: n,
-                },
-                &[rows, n],
-                Act::None,
-            )?,
-            Some(act) => self.step(Kind::Unary(Src::Buf(raw)), &[rows, n], act)?,
+                };
+                self.step(softmax, &shape, Act::None)?
+            }
+            _ => raw,
         };
         if let Some(name) = node.output.get(1) {
             self.name_buf(name, probabilities, vec![rows, n]);
