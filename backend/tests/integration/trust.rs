@@ -262,11 +262,13 @@ async fn junk_feature_names_and_out_of_range_values_store_nothing(backend: Backe
     assert_eq!(post(&app, &dev.credential, &ok).await.0, StatusCode::OK);
 }
 
+type Mutation = Box<dyn Fn(&mut SyncBatch)>;
+
 async fn vocabularies_are_enforced_and_refusals_name_the_field_not_the_value(backend: Backend) {
     let app = TestApp::new(backend).await;
     let dev = app.enroll().await;
     let secret = "John Smith 1970-01-01";
-    let cases: Vec<(&str, Box<dyn Fn(&mut SyncBatch)>)> = vec![
+    let cases: Vec<(&str, Mutation)> = vec![
         (
             "records[].kind",
             Box::new(|b| b.records[0].kind = secret.into()),
