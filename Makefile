@@ -12,7 +12,7 @@ CARGO     ?= cargo
 export VITALCORE_CACHE := $(CURDIR)/$(CACHE)
 export VITALCORE_PYTHON := $(CURDIR)/$(PY)
 
-.PHONY: test-models test-no-tract test-kernels
+.PHONY: test-models test-no-tract test-kernels test-arm64
 .PHONY: ffi-lib server-bin py-wheel bindings-gen test-bindings test-bindings-python test-kotlin test-swift-gen bench-bindings
 .PHONY: help demo test-demo test test-rust test-python lint fmt venv data bench clean services test-deploy
 
@@ -93,7 +93,7 @@ test-rust: data services
 test-python: data
 	$(PY) -m pytest -q scripts/tests
 
-test: lint test-rust test-python test-deploy test-bindings test-models test-demo test-no-tract test-kernels
+test: lint test-rust test-python test-deploy test-bindings test-models test-demo test-no-tract test-kernels test-arm64
 	@echo "make test: all suites passed"
 
 # DEMO_ARGS: for example --devices 100, or --postgres URL.
@@ -204,6 +204,13 @@ test-kernels: data
 	  VITALCORE_KERNELS=$$ours TRACT_CPU_ISA=$$tract \
 	    $(CARGO) test -p vitalcore --all-features --locked $(INFERENCE_SUITES) -q; \
 	done
+
+# ARM64, what phones run: the signal, store and inference suites cross-built for
+# aarch64-unknown-linux-gnu and run under qemu-user, ONNX Runtime's aarch64 library as the
+# parity reference (scripts/arm64/run.sh installs the rustup target, Debian's cross gcc and
+# qemu-user if missing, and fetches that library from the pinned wheel on PyPI).
+test-arm64: data
+	bash scripts/arm64/run.sh
 
 # --- Training pipeline (models/) ---------------------------------------------------------
 # The trainer against real vitalcore-server processes. The server is built with the same
