@@ -18,8 +18,10 @@ from trainer.features import FEATURES_V1
 from trainer.pipeline import next_version
 
 
-def test_feature_table_matches_the_signal_crate() -> None:
-    rust = (REPO / "core" / "signal" / "src" / "feature_set.rs").read_text()
+def test_feature_table_matches_the_protocol_crate() -> None:
+    """The trainer's copy of feature set v1 is the table devices and the server check against
+    (core/protocol, re-exported by the signal crate)."""
+    rust = (REPO / "core" / "protocol" / "src" / "feature_set.rs").read_text()
     rows = re.findall(r'^\s*"([a-z0-9_]+)",\s*"([^"]*)",\s*(Cardiac|Accel|Quality),', rust, re.M)
     assert len(rows) >= 20, "the Rust table's shape changed; update this parser"
     assert {name: unit for name, unit, _ in rows} == FEATURES_V1

@@ -1,4 +1,4 @@
-"""Feature set ``v1``: names and units, exactly as ``core/signal/src/feature_set.rs`` lists them.
+"""Feature set ``v1``: names and units, exactly as ``core/protocol/src/feature_set.rs`` lists them.
 
 The trainer must fit on the same names the SDK fills the input tensor by, and a manifest's
 units must equal the feature set's (the SDK refuses it otherwise). A test reads the Rust table
