@@ -8,9 +8,10 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 qemu=(qemu-aarch64 -L /usr/aarch64-linux-gnu)
-if [ "$(id -u)" = 0 ] && command -v unshare >/dev/null; then
+if [ "$(id -u)" = 0 ] && unshare -m true 2>/dev/null; then
   exec unshare -m sh -c 'mount --bind "$0" /proc/cpuinfo && exec "$@"' \
     "$here/cpuinfo" "${qemu[@]}" "$@"
 fi
-echo "qemu-runner: not root, running without the ARM cpuinfo (ONNX Runtime parity tests may crash)" >&2
+echo "qemu-runner: no private mount namespace here (needs root and CAP_SYS_ADMIN): running" \
+  "with the host's cpuinfo, on which ONNX Runtime's aarch64 library crashes" >&2
 exec "${qemu[@]}" "$@"
