@@ -69,30 +69,12 @@ impl OrtRef {
 
     /// Runs `input` with `shape` and returns float output `output` (by name).
     pub fn run(&mut self, shape: &[usize], input: &[f32], output: &str) -> Vec<f32> {
-        let shape: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
-        let tensor = ort::value::TensorRef::from_array_view((shape, input)).expect("input tensor");
-        let outputs = self
-            .session
-            .run(ort::inputs![self.input.as_str() => tensor])
-            .expect("ONNX Runtime runs the model");
-        let (_, values) = outputs[output]
-            .try_extract_tensor::<f32>()
-            .expect("float output");
-        values.to_vec()
+        self.outputs::<f32>(shape, input, &[output]).remove(0).1
     }
 
     /// Runs `input` with `shape` and returns integer output `output` (a classifier's labels).
     pub fn run_labels(&mut self, shape: &[usize], input: &[f32], output: &str) -> Vec<i64> {
-        let shape: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
-        let tensor = ort::value::TensorRef::from_array_view((shape, input)).expect("input tensor");
-        let outputs = self
-            .session
-            .run(ort::inputs![self.input.as_str() => tensor])
-            .expect("ONNX Runtime runs the model");
-        let (_, values) = outputs[output]
-            .try_extract_tensor::<i64>()
-            .expect("integer output");
-        values.to_vec()
+        self.outputs::<i64>(shape, input, &[output]).remove(0).1
     }
 
     /// Runs `input` and returns the shapes of float outputs `outputs`.
@@ -102,19 +84,33 @@ impl OrtRef {
         input: &[f32],
         outputs: &[String],
     ) -> Vec<Vec<usize>> {
+        let names: Vec<&str> = outputs.iter().map(String::as_str).collect();
+        self.outputs::<f32>(shape, input, &names)
+            .into_iter()
+            .map(|(shape, _)| shape)
+            .collect()
+    }
+
+    /// One run: the shape and values of each named output of element type `T`.
+    fn outputs<T: ort::tensor::PrimitiveTensorElementType + Clone + std::fmt::Debug>(
+        &mut self,
+        shape: &[usize],
+        input: &[f32],
+        names: &[&str],
+    ) -> Vec<(Vec<usize>, Vec<T>)> {
         let shape: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
         let tensor = ort::value::TensorRef::from_array_view((shape, input)).expect("input tensor");
         let results = self
             .session
             .run(ort::inputs![self.input.as_str() => tensor])
             .expect("ONNX Runtime runs the model");
-        outputs
+        names
             .iter()
-            .map(|name| {
-                let (shape, _) = results[name.as_str()]
-                    .try_extract_tensor::<f32>()
-                    .expect("float output");
-                shape.iter().map(|&d| d as usize).collect()
+            .map(|&name| {
+                let (shape, values) = results[name]
+                    .try_extract_tensor::<T>()
+                    .expect("output of the requested element type");
+                (shape.iter().map(|&d| d as usize).collect(), values.to_vec())
             })
             .collect()
     }
