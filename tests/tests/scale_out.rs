@@ -17,10 +17,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use harness::{fast, open, training, ENROLL_TOKEN};
+use harness::{enroll_at, fast, open, training, ENROLL_TOKEN};
 use vitalcore::store::{ConsentDecision, OutboxDraft, Store, SubjectId};
 use vitalcore::sync::SyncClient;
-use vitalcore_protocol::{ConsentPurpose, EnrollRequest, EnrollResponse, FeatureRecord, SyncBatch};
+use vitalcore_protocol::{ConsentPurpose, FeatureRecord, SyncBatch};
 use vitalcore_server::storage::{PostgresStore, Store as _};
 
 const BUCKET: &str = "vitalcore-archive";
@@ -278,25 +278,6 @@ impl Cluster {
     }
 }
 
-async fn enroll(url: &str) -> String {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let r = reqwest::Client::new()
-        .post(format!("{url}/v1/enroll"))
-        .header("content-type", "application/json")
-        .body(
-            serde_json::to_vec(&EnrollRequest {
-                enrollment_token: ENROLL_TOKEN.into(),
-            })
-            .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "enroll: {}", r.status());
-    let e: EnrollResponse = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
-    e.credential
-}
-
 struct Phone {
     _tmp: tempfile::TempDir,
     store: Arc<Store>,
@@ -308,7 +289,7 @@ async fn phone(n: usize, url: &str, records: usize) -> Phone {
     let key = [n as u8 + 1; 32];
     let secret = [n as u8 + 101; 32];
     let subject = SubjectId::new(format!("scale-user-{n}")).unwrap();
-    let credential = enroll(url).await;
+    let credential = enroll_at(url).await;
     let (store, client) = open(
         tmp.path(),
         key,
@@ -455,7 +436,7 @@ async fn node_killed_mid_upload_loses_nothing_and_stores_nothing_twice() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_retried_on_another_node_is_stored_once() {
     let cluster = Cluster::start(3).await;
-    let credential = enroll(&cluster.url()).await;
+    let credential = enroll_at(&cluster.url()).await;
     let records: Vec<FeatureRecord> = (0..25)
         .map(|i| FeatureRecord {
             record_id: format!("retry-r{i}"),

@@ -141,25 +141,7 @@ impl Server {
     }
 
     pub async fn enroll(&self) -> String {
-        // rustls is built without a default provider; the SDK installs ring the same way.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let r: EnrollResponse = reqwest::Client::new()
-            .post(format!("{}/v1/enroll", self.url()))
-            .header("content-type", "application/json")
-            .body(
-                serde_json::to_vec(&EnrollRequest {
-                    enrollment_token: ENROLL_TOKEN.into(),
-                })
-                .unwrap(),
-            )
-            .send()
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .map(|b| serde_json::from_slice(&b).unwrap())
-            .unwrap();
-        r.credential
+        enroll_at(&self.url()).await
     }
 
     /// Every stored record consented for `purpose`.
@@ -810,4 +792,26 @@ impl RegionForger {
             );
         }
     }
+}
+
+/// Enrolls a device at `url` (a server, or a balancer in front of several) with the app's
+/// token and returns its credential.
+pub async fn enroll_at(url: &str) -> String {
+    // rustls is built without a default provider; the SDK installs ring the same way.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let r = reqwest::Client::new()
+        .post(format!("{url}/v1/enroll"))
+        .header("content-type", "application/json")
+        .body(
+            serde_json::to_vec(&EnrollRequest {
+                enrollment_token: ENROLL_TOKEN.into(),
+            })
+            .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "enroll: {}", r.status());
+    let e: EnrollResponse = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    e.credential
 }
