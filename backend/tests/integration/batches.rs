@@ -6,21 +6,6 @@ use vitalcore_protocol::BatchAck;
 
 use crate::common::*;
 
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(crate::common::Backend::Sqlite).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name(crate::common::Backend::Postgres).await
-            }
-        }
-    )*};
-}
-
 on_both!(
     accepts_gzip_and_zstd_batches,
     duplicate_key_gets_the_same_answer_and_stores_nothing,

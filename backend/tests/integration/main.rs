@@ -1,6 +1,23 @@
 //! Integration tests, one binary (one link) for all of them.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+/// Each named `async fn(Backend)` of the calling module becomes two tests, `<name>::sqlite`
+/// and `<name>::postgres`. Defined before the modules that use it.
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(crate::common::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name(crate::common::Backend::Postgres).await
+            }
+        }
+    )*};
+}
+
 mod common;
 
 mod storage_sqlite {

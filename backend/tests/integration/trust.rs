@@ -12,21 +12,6 @@ use vitalcore_server::storage::{RecordQuery, RefusalEntry};
 
 use crate::common::*;
 
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(crate::common::Backend::Sqlite).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name(crate::common::Backend::Postgres).await
-            }
-        }
-    )*};
-}
-
 on_both!(
     another_device_cannot_write_label_or_erase_a_subject,
     the_owner_erases_after_a_reinstall,
